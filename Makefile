@@ -1,0 +1,20 @@
+# taskhost: run `make help` for the targets.
+GO ?= go
+PKGS ?= ./...
+
+.PHONY: help test bench lint deps run dev
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+deps: ## install redis-server when it is missing (apt-get)
+	@bash .ci/deps
+
+test: deps ## install test deps if missing, then go test -race
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+bench: deps ## Go benchmarks (ratios against go-redis/asynq in the same run)
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet $(PKGS)

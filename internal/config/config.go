@@ -1,0 +1,187 @@
+package config
+
+import "time"
+
+// Config is the whole of a worker's configuration. Each field's koanf tag is
+// its key in config.yaml; the environment name is the path in upper case with
+// "_" for ".", e.g. redis.dial_timeout is REDIS_DIAL_TIMEOUT.
+type Config struct {
+	Log       Log                       `koanf:"log"`
+	Redis     Redis                     `koanf:"redis"`
+	Worker    Worker                    `koanf:"worker"`
+	Health    Health                    `koanf:"health"`
+	Cache     Cache                     `koanf:"cache"`
+	RateLimit RateLimit                 `koanf:"ratelimit"`
+	Outbox    Outbox                    `koanf:"outbox"`
+	UI        UI                        `koanf:"ui"`
+	Plugins   map[string]map[string]any `koanf:"plugins"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Level  string `koanf:"level"`  // debug|info|warn|error
+	Format string `koanf:"format"` // text|json
+}
+
+// Redis modes.
+const (
+	ModeStandalone = "standalone"
+	ModeSentinel   = "sentinel"
+	ModeCluster    = "cluster"
+	ModeEmbedded   = "embedded"
+)
+
+// Redis configures the one connection of the process.
+type Redis struct {
+	Mode string `koanf:"mode"` // standalone|sentinel|cluster|embedded
+
+	// standalone: URL wins over host/port/username/password/db when set.
+	URL      string `koanf:"url"`
+	Host     string `koanf:"host"`
+	Port     int    `koanf:"port"`
+	Username string `koanf:"username"`
+	Password string `koanf:"password"`
+	DB       int    `koanf:"db"`
+
+	// sentinel
+	MasterName       string   `koanf:"master_name"`
+	SentinelAddrs    []string `koanf:"sentinel_addrs"`
+	SentinelUsername string   `koanf:"sentinel_username"`
+	SentinelPassword string   `koanf:"sentinel_password"`
+
+	// cluster
+	Addrs []string `koanf:"addrs"`
+
+	TLS TLS `koanf:"tls"`
+
+	DialTimeout   time.Duration `koanf:"dial_timeout"`
+	ReadTimeout   time.Duration `koanf:"read_timeout"`
+	WriteTimeout  time.Duration `koanf:"write_timeout"`
+	PoolTimeout   time.Duration `koanf:"pool_timeout"`
+	PoolSize      int           `koanf:"pool_size"`
+	MinIdleConns  int           `koanf:"min_idle_conns"`
+	MaxRetries    int           `koanf:"max_retries"` // -1 disables retries; 0 means go-redis' default of 3
+	DialerRetries int           `koanf:"dialer_retries"`
+	KeepAlive     time.Duration `koanf:"keep_alive"`
+
+	// The state monitor.
+	PingInterval time.Duration `koanf:"ping_interval"` // probe period while ready
+	BackoffMin   time.Duration `koanf:"backoff_min"`   // first reconnect probe delay
+	BackoffMax   time.Duration `koanf:"backoff_max"`   // cap of the exponential backoff
+
+	Embedded Embedded `koanf:"embedded"`
+}
+
+// TLS configures TLS to Redis. A rediss:// URL turns it on too.
+type TLS struct {
+	Enabled            bool   `koanf:"enabled"`
+	CAFile             string `koanf:"ca_file"`
+	CertFile           string `koanf:"cert_file"`
+	KeyFile            string `koanf:"key_file"`
+	ServerName         string `koanf:"server_name"`
+	InsecureSkipVerify bool   `koanf:"insecure_skip_verify"`
+}
+
+// Embedded configures the in-process development Redis.
+type Embedded struct {
+	Addr string `koanf:"addr"`
+}
+
+// Worker configures the asynq server.
+type Worker struct {
+	Concurrency     int            `koanf:"concurrency"`
+	Queues          map[string]int `koanf:"queues"` // queue name -> weight
+	StrictPriority  bool           `koanf:"strict_priority"`
+	ShutdownTimeout time.Duration  `koanf:"shutdown_timeout"`
+	TaskTimeout     time.Duration  `koanf:"task_timeout"` // default per-task timeout
+	MaxRetry        int            `koanf:"max_retry"`    // default for tasks enqueued by taskhost's client
+	RetryBaseDelay  time.Duration  `koanf:"retry_base_delay"`
+	RetryMaxDelay   time.Duration  `koanf:"retry_max_delay"`
+}
+
+// Health configures the admin HTTP listener.
+type Health struct {
+	Addr    string        `koanf:"addr"`
+	Detail  string        `koanf:"detail"` // full|minimal
+	Timeout time.Duration `koanf:"timeout"`
+}
+
+// Cache configures the cache store.
+type Cache struct {
+	MaxValueBytes int         `koanf:"max_value_bytes"`
+	Memory        CacheMemory `koanf:"memory"`
+}
+
+// CacheMemory configures the in-memory fallback cache.
+type CacheMemory struct {
+	MaxEntries int `koanf:"max_entries"`
+}
+
+// RateLimit configures named limiters and per-task-type limits, in ulule's
+// rate format ("10-S", "1000-H").
+type RateLimit struct {
+	Limits map[string]string `koanf:"limits"`
+	Tasks  map[string]string `koanf:"tasks"`
+}
+
+// Outbox configures the enqueue outbox used while Redis is down.
+type Outbox struct {
+	Path      string  `koanf:"path"` // empty: in memory
+	MaxTasks  int     `koanf:"max_tasks"`
+	MaxBytes  int64   `koanf:"max_bytes"`
+	DrainRate float64 `koanf:"drain_rate"` // tasks per second while draining
+}
+
+// UI configures the embedded asynqmon dashboard.
+type UI struct {
+	Enabled  bool   `koanf:"enabled"`
+	Addr     string `koanf:"addr"` // empty: on the health listener
+	ReadOnly bool   `koanf:"read_only"`
+	Auth     UIAuth `koanf:"auth"`
+}
+
+// UIAuth configures access to the dashboard.
+type UIAuth struct {
+	Username string `koanf:"username"`
+	Password string `koanf:"password"`
+	Token    string `koanf:"token"`
+}
+
+// Default returns the built-in defaults, the first layer.
+func Default() Config {
+	return Config{
+		Log: Log{Level: "info", Format: "text"},
+		Redis: Redis{
+			Mode:          ModeStandalone,
+			Host:          "127.0.0.1",
+			Port:          6379,
+			DialTimeout:   500 * time.Millisecond,
+			ReadTimeout:   500 * time.Millisecond,
+			WriteTimeout:  500 * time.Millisecond,
+			PoolTimeout:   500 * time.Millisecond,
+			PoolSize:      20,
+			MaxRetries:    -1,
+			DialerRetries: 1,
+			KeepAlive:     30 * time.Second,
+			PingInterval:  time.Second,
+			BackoffMin:    250 * time.Millisecond,
+			BackoffMax:    2 * time.Second,
+			Embedded:      Embedded{Addr: "127.0.0.1:6380"},
+		},
+		Worker: Worker{
+			Concurrency:     10,
+			Queues:          map[string]int{"default": 1},
+			ShutdownTimeout: 30 * time.Second,
+			TaskTimeout:     30 * time.Minute,
+			MaxRetry:        25,
+			RetryBaseDelay:  time.Second,
+			RetryMaxDelay:   time.Hour,
+		},
+		Health:    Health{Addr: "127.0.0.1:8080", Detail: "full", Timeout: time.Second},
+		Cache:     Cache{MaxValueBytes: 1 << 20, Memory: CacheMemory{MaxEntries: 10000}},
+		RateLimit: RateLimit{Limits: map[string]string{}, Tasks: map[string]string{}},
+		Outbox:    Outbox{MaxTasks: 100000, MaxBytes: 64 << 20, DrainRate: 2000},
+		UI:        UI{ReadOnly: true},
+		Plugins:   map[string]map[string]any{},
+	}
+}

@@ -1,0 +1,79 @@
+package plugins
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/taskhost/taskhost/cache"
+	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/ratelimit"
+)
+
+// Plugin is a compiled-in module of task handlers.
+type Plugin interface {
+	PluginInfo() Info
+}
+
+// Info describes a plugin to the registry.
+type Info struct {
+	// ID names the plugin; it is also its config key, plugins.<id>.
+	ID string
+	// New returns a fresh, unconfigured instance.
+	New func() Plugin
+}
+
+// Provisioner is implemented by plugins that set themselves up: decode
+// config, register handlers, schedules and checks. It runs first.
+type Provisioner interface {
+	Provision(ctx context.Context, h Host) error
+}
+
+// Validator is implemented by plugins that check their provisioned state.
+// It runs after Provision.
+type Validator interface {
+	Validate() error
+}
+
+// Service is implemented by plugins with background work. Start runs after
+// the queue server and scheduler have started; Stop runs before they stop.
+type Service interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+}
+
+// CleanerUpper is implemented by plugins that hold resources. Cleanup runs
+// when the worker stops, and also after a failed Provision or Validate.
+type CleanerUpper interface {
+	Cleanup() error
+}
+
+// Host is what the runtime gives each plugin.
+type Host interface {
+	// Logger has component=plugin and plugin=<id>.
+	Logger() *slog.Logger
+	// DecodeConfig decodes the plugin's section, plugins.<id>, into v
+	// strictly: an unknown key is an error that names it.
+	DecodeConfig(v any) error
+	// HandleFunc registers the handler for a task type. Prefer the typed
+	// Handle function, which decodes the payload.
+	HandleFunc(taskType string, h asynq.HandlerFunc)
+	// Schedule enqueues task on cronspec through the shared scheduler.
+	Schedule(cronspec string, task *asynq.Task, opts ...asynq.Option) (entryID string, err error)
+	// Cache is the shared cache, namespaced to the plugin.
+	Cache() cache.Store
+	// Limiter returns a limiter for rate in ulule's format, e.g. "50-S",
+	// with keys namespaced to the plugin and name.
+	Limiter(name, rate string) (*ratelimit.Limiter, error)
+	// AddCheck adds a health check, reported under the plugin's ID.
+	AddCheck(c healthcheck.Check)
+	// Enqueue enqueues through taskhost's client, which holds the task in
+	// the outbox while Redis is down.
+	Enqueue(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// DefaultTimeout is the timeout of plugin lifecycle calls when the runtime
+// has none of its own.
+const DefaultTimeout = 30 * time.Second
