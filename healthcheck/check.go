@@ -16,3 +16,22 @@ type Check struct {
 	// Run returns nil when healthy.
 	Run func(ctx context.Context) error
 }
+
+// CheckStatus is the outcome of one check or one report section.
+type CheckStatus string
+
+// The outcomes of a check.
+const (
+	CheckOK      CheckStatus = "ok"      // Run returned nil in time
+	CheckFail    CheckStatus = "fail"    // Run returned an error or panicked
+	CheckTimeout CheckStatus = "timeout" // Run did not return within its timeout or the probe's deadline
+)
+
+// CheckResult is one check's line in the report.
+type CheckResult struct {
+	Name       string      `json:"name"`
+	Status     CheckStatus `json:"status"`
+	Error      string      `json:"error,omitempty"`
+	DurationMS float64     `json:"duration_ms"`
+	Critical   bool        `json:"critical"`
+}

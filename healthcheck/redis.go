@@ -1,0 +1,116 @@
+package healthcheck
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// PingFunc returns a Source.Ping that times one PING on c.
+func PingFunc(c redis.UniversalClient) func(context.Context) (time.Duration, error) {
+	return func(ctx context.Context) (time.Duration, error) {
+		begin := time.Now()
+		if err := c.Ping(ctx).Err(); err != nil {
+			return 0, fmt.Errorf("ping: %w", err)
+		}
+		return time.Since(begin), nil
+	}
+}
+
+// InfoFunc returns a Source.Redis that reads INFO and DBSIZE from c. On a
+// cluster client both go to one node.
+func InfoFunc(c redis.UniversalClient) func(context.Context) (RedisInfo, error) {
+	return func(ctx context.Context) (RedisInfo, error) {
+		text, err := c.Info(ctx).Result()
+		if err != nil {
+			return RedisInfo{}, fmt.Errorf("info: %w", err)
+		}
+		info := ParseInfo(text)
+		if info.DBSize, err = c.DBSize(ctx).Result(); err != nil {
+			return RedisInfo{}, fmt.Errorf("dbsize: %w", err)
+		}
+		return info, nil
+	}
+}
+
+// ParseInfo reads the fields of RedisInfo from the text of an INFO reply.
+// DBSize is not in INFO and is left zero; unknown or malformed fields are skipped.
+func ParseInfo(text string) RedisInfo {
+	var info RedisInfo
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		key, val, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
+		if !ok {
+			continue
+		}
+		i, _ := strconv.ParseInt(val, 10, 64)
+		switch key {
+		case "redis_version":
+			info.Version = val
+		case "uptime_in_seconds":
+			info.UptimeSeconds = i
+		case "used_memory":
+			info.UsedMemoryBytes = i
+		case "used_memory_peak":
+			info.UsedMemoryPeakBytes = i
+		case "maxmemory":
+			info.MaxMemoryBytes = i
+		case "mem_fragmentation_ratio":
+			info.MemFragmentationRatio, _ = strconv.ParseFloat(val, 64)
+		case "connected_clients":
+			info.ConnectedClients = i
+		}
+	}
+	return info
+}
+
+// QueueInspector is the part of *asynq.Inspector that QueuesFunc uses.
+type QueueInspector interface {
+	Queues() ([]string, error)
+	GetQueueInfo(queue string) (*asynq.QueueInfo, error)
+}
+
+// QueuesFunc returns a Source.Queues that reads every queue's stats from in,
+// sorted by name. The Inspector takes no context, so the report's deadline
+// is what bounds a slow Redis; ctx is checked between queues.
+func QueuesFunc(in QueueInspector) func(context.Context) ([]Queue, error) {
+	return func(ctx context.Context) ([]Queue, error) {
+		names, err := in.Queues()
+		if err != nil {
+			return nil, fmt.Errorf("list queues: %w", err)
+		}
+		sort.Strings(names)
+		out := make([]Queue, 0, len(names))
+		for _, name := range names {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			qi, err := in.GetQueueInfo(name)
+			if err != nil {
+				return nil, fmt.Errorf("queue %q: %w", name, err)
+			}
+			out = append(out, QueueFromInfo(qi))
+		}
+		return out, nil
+	}
+}
+
+// QueueFromInfo converts asynq's QueueInfo.
+func QueueFromInfo(qi *asynq.QueueInfo) Queue {
+	return Queue{
+		Name: qi.Queue, Size: qi.Size,
+		Pending: qi.Pending, Active: qi.Active, Scheduled: qi.Scheduled,
+		Retry: qi.Retry, Archived: qi.Archived, Completed: qi.Completed,
+		LatencySeconds: qi.Latency.Seconds(),
+		ProcessedToday: qi.Processed, FailedToday: qi.Failed,
+		ProcessedTotal: qi.ProcessedTotal, FailedTotal: qi.FailedTotal,
+		Paused: qi.Paused,
+	}
+}

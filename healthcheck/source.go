@@ -1,0 +1,87 @@
+package healthcheck
+
+import (
+	"context"
+	"time"
+)
+
+// Source is what the runtime tells the report. Each func fills one section;
+// a nil func leaves its section out. The funcs run concurrently, each under
+// the probe's deadline: one that has not returned by then is reported as a
+// timeout in Report.Sources and its section is left empty. A func that is
+// still running from an earlier probe is joined, not started again.
+//
+// Connection and Fallbacks should read in-memory state only; Ping, Redis and
+// Queues talk to Redis and are skipped at DetailMinimal.
+type Source struct {
+	Connection func(ctx context.Context) (Connection, error)
+	Ping       func(ctx context.Context) (time.Duration, error)
+	Redis      func(ctx context.Context) (RedisInfo, error)
+	Queues     func(ctx context.Context) ([]Queue, error)
+	Fallbacks  func(ctx context.Context) ([]Fallback, error)
+}
+
+// Connection is the state of the runtime's Redis connection.
+type Connection struct {
+	// State is the monitor's state: connecting, ready, reconnecting, down or closed.
+	State string `json:"state"`
+	// Since is when State was entered.
+	Since time.Time `json:"since"`
+	// SinceSeconds is the age of State when the report was made; the report fills it.
+	SinceSeconds float64 `json:"since_seconds"`
+	// Mode is redis.mode: standalone, sentinel, cluster or embedded.
+	Mode string `json:"mode"`
+	// Target is where the client connects, e.g. "10.0.0.5:6379"; it is
+	// redacted, and left out at DetailMinimal.
+	Target string `json:"target,omitempty"`
+	// LastError is the most recent connection error, redacted; left out at DetailMinimal.
+	LastError string `json:"last_error,omitempty"`
+	// CameBackEmptyAt is when the monitor last saw Redis come back without
+	// its data (a new run_id and a missing marker key). It adds a warning.
+	CameBackEmptyAt *time.Time `json:"came_back_empty_at,omitempty"`
+}
+
+// RedisInfo is what INFO and DBSIZE say about the server.
+type RedisInfo struct {
+	Version               string  `json:"version"`
+	UptimeSeconds         int64   `json:"uptime_seconds"`
+	UsedMemoryBytes       int64   `json:"used_memory_bytes"`
+	UsedMemoryPeakBytes   int64   `json:"used_memory_peak_bytes"`
+	MaxMemoryBytes        int64   `json:"maxmemory_bytes"`
+	MemFragmentationRatio float64 `json:"mem_fragmentation_ratio"`
+	ConnectedClients      int64   `json:"connected_clients"`
+	DBSize                int64   `json:"dbsize"`
+}
+
+// Queue is one asynq queue, as the Inspector sees it.
+type Queue struct {
+	Name      string `json:"name"`
+	Size      int    `json:"size"`
+	Pending   int    `json:"pending"`
+	Active    int    `json:"active"`
+	Scheduled int    `json:"scheduled"`
+	Retry     int    `json:"retry"`
+	Archived  int    `json:"archived"`
+	Completed int    `json:"completed"`
+	// LatencySeconds is how long the oldest pending task has waited.
+	LatencySeconds float64 `json:"latency_seconds"`
+	// ProcessedToday and FailedToday reset daily (UTC), as asynq counts them.
+	ProcessedToday int `json:"processed_today"`
+	FailedToday    int `json:"failed_today"`
+	// ProcessedTotal and FailedTotal are cumulative.
+	ProcessedTotal int  `json:"processed_total"`
+	FailedTotal    int  `json:"failed_total"`
+	Paused         bool `json:"paused"`
+}
+
+// Fallback is the state of one component that falls back while Redis is down.
+type Fallback struct {
+	// Component is cache, ratelimit or outbox.
+	Component string `json:"component"`
+	// Active is true while the component serves from its fallback.
+	Active bool `json:"active"`
+	// Depth is what the fallback holds: cache entries, limiter keys or outbox tasks.
+	Depth int64 `json:"depth"`
+	// Since is when the fallback was last switched on or off.
+	Since *time.Time `json:"since,omitempty"`
+}
