@@ -1,3 +1,3 @@
 // Package plugins is the contract between taskhost and its compiled-in task
-// handlers: Plugin, Info, Register, Host and the optional lifecycle interfaces.
+// handlers: Plugin, Info, Register, Host, the optional lifecycle interfaces and typed handlers.
 package plugins

@@ -1,0 +1,362 @@
+package pluginstest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/robfig/cron/v3"
+
+	"github.com/taskhost/taskhost/cache"
+	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/plugins"
+	"github.com/taskhost/taskhost/ratelimit"
+)
+
+// Options configures a Host. The zero value is usable.
+type Options struct {
+	// ID is the plugin's ID, used in the logger and in config error keys
+	// (plugins.<id>.<key>). Default "test".
+	ID string
+	// Config is the plugin's section, what plugins.<id> holds in
+	// config.yaml, e.g. map[string]any{"timeout": "2s"}. Nil means the
+	// plugin is enabled with no settings.
+	Config map[string]any
+	// Cache is what Host.Cache returns. Default: a namespace of a fresh
+	// cache.NewMemory store with its default bounds.
+	Cache cache.Store
+	// Limiter builds what Host.Limiter returns, from the limiter's name as
+	// the runtime keys it ("<id>.<name>") and its rate. Default: the
+	// Limiter method of a memory-only ratelimit.Registry of this Host, so
+	// rates count per Host as they would per worker while Redis is down.
+	Limiter func(name, rate string) (*ratelimit.Limiter, error)
+	// Logger is the plugin's logger. Default: a text logger at debug level
+	// whose output Logs returns.
+	Logger *slog.Logger
+	// Enqueue serves Host.Enqueue. Default: record the task (see Enqueued)
+	// and return its info in the pending state.
+	Enqueue func(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+	// CheckTimeout bounds RunCheck for checks without a Timeout. Default 1s,
+	// the health listener's default.
+	CheckTimeout time.Duration
+}
+
+// Schedule is one periodic task that a plugin registered.
+type Schedule struct {
+	EntryID string
+	Spec    string
+	Task    *asynq.Task
+	Opts    []asynq.Option
+}
+
+// Host is a plugins.Host for tests. It is safe for concurrent use.
+type Host struct {
+	t    testing.TB
+	opts Options
+	log  *slog.Logger
+	logs *lockedBuffer
+	mux  *asynq.ServeMux
+
+	mu        sync.Mutex
+	types     []string
+	schedules []Schedule
+	checks    []healthcheck.Check
+	enqueued  []*asynq.Task
+	errs      []error // problems HandleFunc and AddCheck cannot return
+}
+
+var _ plugins.Host = (*Host)(nil)
+
+// NewHost returns a Host for one plugin.
+func NewHost(t testing.TB, opts Options) *Host {
+	t.Helper()
+	if opts.ID == "" {
+		opts.ID = "test"
+	}
+	if opts.Cache == nil {
+		if err := cache.ValidateNamespace(opts.ID); err != nil {
+			t.Fatalf("pluginstest: plugin ID %q is not a cache namespace: %v", opts.ID, err)
+		}
+		m := cache.NewMemory(cache.Options{})
+		t.Cleanup(m.Close)
+		opts.Cache = m.Namespace(opts.ID)
+	}
+	if opts.Limiter == nil {
+		reg, err := ratelimit.New(nil, ratelimit.Options{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatalf("pluginstest: ratelimit registry: %v", err)
+		}
+		t.Cleanup(func() { _ = reg.Close() })
+		opts.Limiter = reg.Limiter
+	}
+	if opts.CheckTimeout <= 0 {
+		opts.CheckTimeout = time.Second
+	}
+	h := &Host{t: t, opts: opts, mux: asynq.NewServeMux()}
+	if opts.Logger != nil {
+		h.log = opts.Logger
+	} else {
+		h.logs = &lockedBuffer{}
+		h.log = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		t.Cleanup(func() {
+			if t.Failed() && h.logs.Len() > 0 {
+				t.Logf("plugin %s logged:\n%s", opts.ID, h.logs.String())
+			}
+		})
+	}
+	h.log = h.log.With("component", "plugin", "plugin", opts.ID)
+	return h
+}
+
+// Provision runs p's Provision and Validate on h, in the runtime's order.
+// When either fails, or a task type was registered twice, it runs p's
+// Cleanup and returns the error. After a success, Cleanup runs at the end of
+// the test.
+func (h *Host) Provision(ctx context.Context, p plugins.Plugin) error {
+	h.t.Helper()
+	err := h.provision(ctx, p)
+	c, ok := p.(plugins.CleanerUpper)
+	if !ok {
+		return err
+	}
+	if err != nil {
+		if cerr := c.Cleanup(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
+		}
+		return err
+	}
+	h.t.Cleanup(func() {
+		if err := c.Cleanup(); err != nil {
+			h.t.Errorf("plugin %s: cleanup: %v", h.opts.ID, err)
+		}
+	})
+	return nil
+}
+
+func (h *Host) provision(ctx context.Context, p plugins.Plugin) error {
+	if pv, ok := p.(plugins.Provisioner); ok {
+		if err := pv.Provision(ctx, h); err != nil {
+			return fmt.Errorf("plugin %s: provision: %w", h.opts.ID, err)
+		}
+	}
+	h.mu.Lock()
+	errs := slices.Clone(h.errs)
+	h.mu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("plugin %s: provision: %w", h.opts.ID, err)
+	}
+	if v, ok := p.(plugins.Validator); ok {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("plugin %s: validate: %w", h.opts.ID, err)
+		}
+	}
+	return nil
+}
+
+// Logger returns the plugin's logger.
+func (h *Host) Logger() *slog.Logger { return h.log }
+
+// DecodeConfig decodes Options.Config into v with plugins.DecodeConfig.
+func (h *Host) DecodeConfig(v any) error {
+	return plugins.DecodeConfig(h.opts.ID, h.opts.Config, v)
+}
+
+// HandleFunc registers fn for taskType. Registering a task type twice, an
+// empty type or a nil fn makes Provision fail.
+func (h *Host) HandleFunc(taskType string, fn asynq.HandlerFunc) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case taskType == "":
+		h.errs = append(h.errs, errors.New("HandleFunc with an empty task type"))
+		return
+	case fn == nil:
+		h.errs = append(h.errs, fmt.Errorf("HandleFunc %q with a nil handler", taskType))
+		return
+	case slices.Contains(h.types, taskType):
+		h.errs = append(h.errs, fmt.Errorf("task type %q is already handled", taskType))
+		return
+	}
+	h.types = append(h.types, taskType)
+	h.mux.HandleFunc(taskType, fn)
+}
+
+// Schedule records a periodic task. The spec is checked by the parser that
+// asynq's scheduler uses (standard five fields, or @every and the other
+// descriptors); the task is never enqueued.
+func (h *Host) Schedule(cronspec string, task *asynq.Task, opts ...asynq.Option) (string, error) {
+	if task == nil {
+		return "", errors.New("pluginstest: Schedule with a nil task")
+	}
+	if _, err := cron.ParseStandard(cronspec); err != nil {
+		return "", fmt.Errorf("plugin %s: schedule %q for %s: %w", h.opts.ID, cronspec, task.Type(), err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	id := "entry-" + strconv.Itoa(len(h.schedules)+1)
+	h.schedules = append(h.schedules, Schedule{EntryID: id, Spec: cronspec, Task: task, Opts: opts})
+	return id, nil
+}
+
+// Cache returns Options.Cache or the Host's in-memory store.
+func (h *Host) Cache() cache.Store { return h.opts.Cache }
+
+// Limiter returns Options.Limiter(<id>.<name>, rate).
+func (h *Host) Limiter(name, rate string) (*ratelimit.Limiter, error) {
+	return h.opts.Limiter(h.opts.ID+"."+name, rate)
+}
+
+// AddCheck records a health check. An empty name or a nil Run, or a name
+// used twice, makes Provision fail.
+func (h *Host) AddCheck(c healthcheck.Check) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case c.Name == "":
+		h.errs = append(h.errs, errors.New("AddCheck with an empty name"))
+		return
+	case c.Run == nil:
+		h.errs = append(h.errs, fmt.Errorf("AddCheck %q with a nil Run", c.Name))
+		return
+	case slices.ContainsFunc(h.checks, func(o healthcheck.Check) bool { return o.Name == c.Name }):
+		h.errs = append(h.errs, fmt.Errorf("check %q added twice", c.Name))
+		return
+	}
+	h.checks = append(h.checks, c)
+}
+
+// Enqueue calls Options.Enqueue, or records the task.
+func (h *Host) Enqueue(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	if h.opts.Enqueue != nil {
+		return h.opts.Enqueue(ctx, task, opts...)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.enqueued = append(h.enqueued, task)
+	return &asynq.TaskInfo{
+		ID:      "task-" + strconv.Itoa(len(h.enqueued)),
+		Queue:   "default",
+		Type:    task.Type(),
+		Payload: task.Payload(),
+		State:   asynq.TaskStatePending,
+	}, nil
+}
+
+// ErrNoHandler is returned by Run for a task type without a handler.
+var ErrNoHandler = errors.New("pluginstest: no handler for the task type")
+
+// Run runs the handler registered for taskType with payload, as the worker
+// would for a task of that type, and returns its error.
+func (h *Host) Run(ctx context.Context, taskType string, payload []byte) error {
+	return h.RunTask(ctx, asynq.NewTask(taskType, payload))
+}
+
+// RunTask runs the handler that the worker would pick for task.
+func (h *Host) RunTask(ctx context.Context, task *asynq.Task) error {
+	if _, pattern := h.mux.Handler(task); pattern == "" {
+		return fmt.Errorf("%w: %q", ErrNoHandler, task.Type())
+	}
+	return h.mux.ProcessTask(ctx, task)
+}
+
+// TaskTypes returns the registered task types, in registration order.
+func (h *Host) TaskTypes() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.types)
+}
+
+// Schedules returns the registered periodic tasks, in registration order.
+func (h *Host) Schedules() []Schedule {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.schedules)
+}
+
+// Checks returns the added health checks, in order.
+func (h *Host) Checks() []healthcheck.Check {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.checks)
+}
+
+// ErrNoCheck is returned by RunCheck for a name that was not added.
+var ErrNoCheck = errors.New("pluginstest: no such check")
+
+// RunCheck runs the check named name with its timeout (or
+// Options.CheckTimeout) and returns its result.
+func (h *Host) RunCheck(ctx context.Context, name string) error {
+	h.mu.Lock()
+	i := slices.IndexFunc(h.checks, func(c healthcheck.Check) bool { return c.Name == name })
+	var c healthcheck.Check
+	if i >= 0 {
+		c = h.checks[i]
+	}
+	h.mu.Unlock()
+	if i < 0 {
+		return fmt.Errorf("%w: %q", ErrNoCheck, name)
+	}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = h.opts.CheckTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		// Like the health registry: a check that ignores ctx still
+		// reports a timeout on time.
+		return fmt.Errorf("check %q: %w", name, ctx.Err())
+	}
+}
+
+// Enqueued returns the tasks recorded by Enqueue, in order.
+func (h *Host) Enqueued() []*asynq.Task {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.enqueued)
+}
+
+// Logs returns what the plugin logged so far, as slog text lines. It is
+// empty when Options.Logger was given.
+func (h *Host) Logs() string {
+	if h.logs == nil {
+		return ""
+	}
+	return h.logs.String()
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *lockedBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
+}
