@@ -1,0 +1,143 @@
+package taskhostcmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/taskhost/taskhost/internal/config"
+	"github.com/taskhost/taskhost/internal/redisconn"
+)
+
+// enqueueArgs are the flags of `worker enqueue`.
+type enqueueArgs struct {
+	taskType, payload, queue, id string
+	in, unique                   time.Duration
+	at                           string
+	maxRetry                     int
+	path                         string
+	dev                          bool
+}
+
+func parseEnqueue(args []string, stderr io.Writer) (*enqueueArgs, *flag.FlagSet, error) {
+	a := &enqueueArgs{}
+	fs := flag.NewFlagSet("worker enqueue", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&a.taskType, "type", "", "task `type` (required)")
+	fs.StringVar(&a.payload, "payload", "{}", "task payload, a JSON `document`")
+	fs.StringVar(&a.queue, "queue", "", "queue `name` (default: asynq's default queue)")
+	fs.DurationVar(&a.in, "in", 0, "process after this `duration`")
+	fs.StringVar(&a.at, "at", "", "process at this `time` (RFC 3339)")
+	fs.StringVar(&a.id, "id", "", "task `ID` (default: generated)")
+	fs.DurationVar(&a.unique, "unique", 0, "refuse duplicates of this task for this `TTL`")
+	fs.IntVar(&a.maxRetry, "max-retry", -1, "maximum retries (`n`; default: the worker's worker.max_retry)")
+	fs.StringVar(&a.path, "config", "./config.yaml", "config file `path`")
+	fs.BoolVar(&a.dev, "dev", false, "use the -dev worker's embedded Redis at redis.embedded.addr")
+	if err := fs.Parse(args); err != nil {
+		return nil, fs, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fs, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if a.taskType == "" {
+		return nil, fs, errors.New("-type is required")
+	}
+	if !json.Valid([]byte(a.payload)) {
+		var v any
+		err := json.Unmarshal([]byte(a.payload), &v)
+		return nil, fs, fmt.Errorf("-payload is not valid JSON: %v", err)
+	}
+	if a.in != 0 && a.at != "" {
+		return nil, fs, errors.New("-in and -at cannot both be set")
+	}
+	if a.in < 0 || a.unique < 0 {
+		return nil, fs, errors.New("-in and -unique must not be negative")
+	}
+	return a, fs, nil
+}
+
+// options turns the flags into asynq options; maxRetryDefault applies when
+// -max-retry is not given.
+func (a *enqueueArgs) options(maxRetryDefault int) ([]asynq.Option, error) {
+	var opts []asynq.Option
+	if a.queue != "" {
+		opts = append(opts, asynq.Queue(a.queue))
+	}
+	if a.id != "" {
+		opts = append(opts, asynq.TaskID(a.id))
+	}
+	if a.in > 0 {
+		opts = append(opts, asynq.ProcessIn(a.in))
+	}
+	if a.at != "" {
+		t, err := time.Parse(time.RFC3339, a.at)
+		if err != nil {
+			return nil, fmt.Errorf("-at: %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z", a.at)
+		}
+		opts = append(opts, asynq.ProcessAt(t))
+	}
+	if a.unique > 0 {
+		opts = append(opts, asynq.Unique(a.unique))
+	}
+	mr := a.maxRetry
+	if mr < 0 {
+		mr = maxRetryDefault
+	}
+	return append(opts, asynq.MaxRetry(mr)), nil
+}
+
+func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a, fs, err := parseEnqueue(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		if fs != nil && !isFlagError(err) {
+			fmt.Fprintf(stderr, "worker enqueue: %v\n", err)
+		}
+		return ExitUsage
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+	cfg, err := config.Load(config.LoadOptions{Path: a.path, PathExplicit: explicit, Dev: a.dev})
+	if err != nil {
+		fmt.Fprintf(stderr, "worker enqueue: config: %v\n", err)
+		return ExitUsage
+	}
+	opts, err := a.options(cfg.Worker.MaxRetry)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker enqueue: %v\n", err)
+		return ExitUsage
+	}
+	rdb, err := redisconn.NewClient(cfg.Redis)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker enqueue: %v\n", err)
+		return ExitUsage
+	}
+	defer rdb.Close()
+	client := asynq.NewClientFromRedisClient(rdb)
+	info, err := client.EnqueueContext(ctx, asynq.NewTask(a.taskType, []byte(a.payload)), opts...)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker enqueue: %v\n", err)
+		return ExitFailure
+	}
+	fmt.Fprintf(stdout, "id=%s queue=%s state=%s\n", info.ID, info.Queue, info.State)
+	return ExitOK
+}
+
+// isFlagError reports errors the flag package has already printed.
+func isFlagError(err error) bool {
+	for _, p := range []string{"flag provided but not defined", "invalid value", "bad flag syntax", "flag needs an argument"} {
+		if strings.Contains(err.Error(), p) {
+			return true
+		}
+	}
+	return false
+}

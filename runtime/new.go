@@ -1,0 +1,119 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/taskhost/taskhost/cache"
+	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/config"
+	"github.com/taskhost/taskhost/internal/metrics"
+	"github.com/taskhost/taskhost/internal/outbox"
+	"github.com/taskhost/taskhost/internal/redisconn"
+	"github.com/taskhost/taskhost/ratelimit"
+)
+
+// New builds a runtime from cfg without touching the network: the Redis
+// clients are lazy and the monitor starts with Start. It returns an error
+// matching config.ErrInvalid for a bad config or an unknown plugin ID.
+func New(cfg config.Config, opts Options) (*Runtime, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := CheckPlugins(cfg); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		w := opts.LogOutput
+		if w == nil {
+			w = os.Stderr
+		}
+		log = NewLogger(cfg.Log, w)
+	}
+	r := &Runtime{cfg: cfg, log: log, version: opts.Version, born: time.Now(), handlers: map[string]string{}}
+	if redisconn.InsecureTLS(cfg.Redis) {
+		log.Warn("redis.tls.insecure_skip_verify is on: the Redis server's certificate is not verified", "component", "redis")
+	}
+
+	var err error
+	clog := log.With("component", "redis")
+	if r.rdb, err = redisconn.NewClient(cfg.Redis, redisconn.WithLogger(clog)); err != nil {
+		return nil, fmt.Errorf("%w: redis: %v", config.ErrInvalid, err)
+	}
+	qraw, err := redisconn.NewClient(cfg.Redis, redisconn.WithLogger(clog))
+	if err != nil {
+		_ = r.rdb.Close()
+		return nil, fmt.Errorf("%w: redis: %v", config.ErrInvalid, err)
+	}
+	r.monitor = redisconn.NewMonitor(r.rdb, redisconn.MonitorOptionsFrom(cfg.Redis, log))
+	r.qrdb = newQueueClient(qraw, r.monitor.Ready, func(ctx context.Context) bool {
+		return r.monitor.Wait(ctx, redisconn.Ready) == nil
+	})
+
+	r.cache = cache.New(r.rdb, cache.Options{
+		MaxValueBytes:    cfg.Cache.MaxValueBytes,
+		MemoryMaxEntries: cfg.Cache.Memory.MaxEntries,
+		Logger:           log,
+	})
+	if r.limits, err = ratelimit.New(r.rdb, ratelimit.Options{Limits: cfg.RateLimit.Limits, Logger: log}); err != nil {
+		r.closeEarly()
+		return nil, fmt.Errorf("%w: %v", config.ErrInvalid, err)
+	}
+	if len(cfg.RateLimit.Tasks) > 0 {
+		if r.taskLimit, err = r.limits.TaskMiddleware(cfg.RateLimit.Tasks); err != nil {
+			r.closeEarly()
+			return nil, fmt.Errorf("%w: %v", config.ErrInvalid, err)
+		}
+	}
+	r.checks = healthcheck.NewRegistry(cfg.Health.Timeout)
+	r.metrics = metrics.New()
+	r.queue = newQueue(r.qrdb, cfg, log)
+
+	var store outbox.Store
+	if cfg.Outbox.Path != "" {
+		fs, err := outbox.OpenFile(cfg.Outbox.Path)
+		if err != nil {
+			r.closeEarly()
+			return nil, fmt.Errorf("outbox.path: %w", err)
+		}
+		store = fs
+	}
+	r.client, err = outbox.New(asynq.NewClientFromRedisClient(r.rdb), r.monitor.Ready, outbox.Options{
+		Store:     store,
+		MaxTasks:  cfg.Outbox.MaxTasks,
+		MaxBytes:  cfg.Outbox.MaxBytes,
+		DrainRate: cfg.Outbox.DrainRate,
+		Logger:    log,
+	})
+	if err != nil {
+		r.closeEarly()
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	if err := r.registerObservability(); err != nil {
+		_ = r.client.Close()
+		r.closeEarly()
+		return nil, err
+	}
+	return r, nil
+}
+
+// closeEarly releases what New built before it failed.
+func (r *Runtime) closeEarly() {
+	if r.limits != nil {
+		_ = r.limits.Close()
+	}
+	if r.cache != nil {
+		r.cache.Close()
+	}
+	_ = r.qrdb.Close()
+	_ = r.rdb.Close()
+}
+
+// CheckPlugins reports, as a config error, plugin IDs in cfg that are not
+// compiled into this binary.
+func CheckPlugins(cfg config.Config) error { return checkPlugins(cfg) }
