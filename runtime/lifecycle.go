@@ -100,7 +100,14 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 // be called more than once; later calls return nil at once.
 func (r *Runtime) Stop(ctx context.Context) error {
 	r.mu.Lock()
-	if r.phase != phaseRunning {
+	switch r.phase {
+	case phaseNew: // never started: release what New built
+		r.phase = phaseStopped
+		r.mu.Unlock()
+		r.closeConnection()
+		return nil
+	case phaseRunning:
+	default:
 		r.phase = phaseStopped
 		r.mu.Unlock()
 		return nil
@@ -171,6 +178,8 @@ func (r *Runtime) closeConnection() {
 		r.log.Warn("close outbox", "component", "outbox", "error", err)
 	}
 	r.monitor.Close()
+	r.cache.Close()
+	_ = r.limits.Close()
 	_ = r.qrdb.Close()
 	_ = r.rdb.Close()
 	if r.embedded != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
@@ -35,6 +36,9 @@ func New(cfg config.Config, opts Options) (*Runtime, error) {
 		}
 		log = NewLogger(cfg.Log, w)
 	}
+	// go-redis logs each failed dial itself; route it to slog at DEBUG so an
+	// outage is reported once, by the monitor.
+	redis.SetLogger(redisconn.LibraryLogger(log))
 	r := &Runtime{cfg: cfg, log: log, version: opts.Version, born: time.Now(), handlers: map[string]string{}}
 	if redisconn.InsecureTLS(cfg.Redis) {
 		log.Warn("redis.tls.insecure_skip_verify is on: the Redis server's certificate is not verified", "component", "redis")
