@@ -1,3 +1,3 @@
-// Package ratelimit limits rates with ulule/limiter over a Redis store that
-// falls back to memory, with asynq and net/http middleware.
+// Package ratelimit limits rates with ulule/limiter on Redis, counting per instance in memory while
+// Redis is not ready, with asynq task middleware, net/http middleware and LimitedError.
 package ratelimit

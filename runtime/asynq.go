@@ -38,10 +38,14 @@ func newQueue(rdb redis.UniversalClient, cfg config.Config, log *slog.Logger) *q
 		Queues:          w.Queues,
 		StrictPriority:  w.StrictPriority,
 		ShutdownTimeout: w.ShutdownTimeout,
-		IsFailure:       isFailure,
-		RetryDelayFunc:  retryDelay(w.RetryBaseDelay, w.RetryMaxDelay),
-		Logger:          alog,
-		LogLevel:        level,
+		IsFailure:       ratelimit.IsFailure,
+		RetryDelayFunc:  ratelimit.RetryDelayFunc(retryDelay(w.RetryBaseDelay, w.RetryMaxDelay)),
+		// Retries and scheduled tasks move to their queue within a second
+		// (asynq's default is 5 s), so a rate-limited task resumes when its
+		// window resets. It costs one command per queue per second.
+		DelayedTaskCheckInterval: time.Second,
+		Logger:                   alog,
+		LogLevel:                 level,
 		// The state monitor watches Redis; asynq's own check would only log.
 		HealthCheckFunc: func(error) {},
 	})
@@ -59,21 +63,11 @@ func newQueue(rdb redis.UniversalClient, cfg config.Config, log *slog.Logger) *q
 	return q
 }
 
-// isFailure tells asynq that a rate-limited task did not fail: it is retried
-// without counting against its retries.
-func isFailure(err error) bool {
-	var limited *ratelimit.LimitedError
-	return !errors.As(err, &limited)
-}
-
-// retryDelay backs off exponentially from base to max with jitter, and
-// retries a rate-limited task when its window resets.
+// retryDelay backs off exponentially from base to max with jitter.
+// (ratelimit.RetryDelayFunc puts a rate-limited task back when its window
+// resets instead.)
 func retryDelay(base, max time.Duration) asynq.RetryDelayFunc {
-	return func(n int, err error, _ *asynq.Task) time.Duration {
-		var limited *ratelimit.LimitedError
-		if errors.As(err, &limited) {
-			return limited.RetryIn + time.Duration(rand.Int64N(int64(50*time.Millisecond)))
-		}
+	return func(n int, _ error, _ *asynq.Task) time.Duration {
 		d := base
 		for i := 0; i < n && d < max; i++ {
 			d *= 2

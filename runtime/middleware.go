@@ -107,7 +107,7 @@ func observeMiddleware(log *slog.Logger, obs taskObserver) asynq.MiddlewareFunc 
 				case OutcomeSuccess:
 					log.Info("task done", attrs...)
 				case OutcomeRateLimited:
-					log.Info("task rate limited", append(attrs, "error", errString(err))...)
+					log.Debug("task rate limited", append(attrs, "error", errString(err))...)
 				case OutcomePanic:
 					log.Error("task panicked", attrs...)
 				default:

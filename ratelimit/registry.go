@@ -1,0 +1,307 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/ulule/limiter/v3"
+	redisstore "github.com/ulule/limiter/v3/drivers/store/redis"
+)
+
+// KeyPrefix starts every Redis key this package writes:
+// taskhost:ratelimit:<limiter name>:<key>.
+const KeyPrefix = "taskhost:ratelimit:"
+
+// Backend names, as returned by Registry.Backend.
+const (
+	BackendRedis  = "redis"
+	BackendMemory = "memory"
+)
+
+// ErrUnknownLimiter is returned by Named for a name that is not configured.
+var ErrUnknownLimiter = errors.New("ratelimit: no such limiter")
+
+// buildRetryEvery throttles new attempts to build the Redis store while the
+// Registry is marked ready but the last attempt failed.
+const buildRetryEvery = time.Second
+
+// Options configure a Registry. The zero value is valid.
+type Options struct {
+	// Limits are the configured named rates, ratelimit.limits.<name>, e.g.
+	// {"api": "100-S"}. Named hands them out.
+	Limits map[string]string
+	// Logger receives one line per backend switch; slog.Default() when nil.
+	// The attribute component=ratelimit is added.
+	Logger *slog.Logger
+	// OnRedisError, when set, is called for each check that Redis failed
+	// with a connection-type error while the Registry was marked ready. That
+	// check was answered from memory. It must not block.
+	OnRedisError func(error)
+	// SweepInterval is how often expired in-memory counters are deleted;
+	// 30s when zero.
+	SweepInterval time.Duration
+}
+
+// Registry hands out limiters that share one fallback store: ulule's Redis
+// store while Redis is marked ready, its in-memory counters while not.
+//
+// While counting is in memory, every limit applies per process: N workers
+// together admit up to N times the rate. When Redis is ready again, counting
+// moves back to Redis and the in-memory counters are dropped.
+//
+// The Registry does not decide when Redis is down; the runtime tells it with
+// SetRedisReady, from its connection monitor. A Registry starts on memory.
+type Registry struct {
+	client       redis.UniversalClient
+	log          *slog.Logger
+	onRedisError func(error)
+	mem          *memoryStore
+	store        fallbackStore
+	named        map[string]*Limiter
+
+	ready atomic.Bool
+	rs    atomic.Pointer[limiter.Store] // ulule's Redis store, built on the first ready
+
+	mu          sync.Mutex // serialises builds and switch bookkeeping
+	backend     string     // as last logged; guarded by mu
+	lastBuild   time.Time  // guarded by mu
+	buildFailed bool       // guarded by mu
+
+	sweepEvery time.Duration
+	sweepMu    sync.Mutex
+	sweeper    *time.Timer // nil once closed; guarded by sweepMu
+
+	switches    atomic.Uint64
+	checks      atomic.Uint64
+	rejections  atomic.Uint64
+	redisErrors atomic.Uint64
+}
+
+// New returns a Registry on client, counting in memory until SetRedisReady
+// (true). It never touches Redis. A nil client gives a memory-only Registry.
+// Every rate in opts.Limits is parsed; a bad one is an error naming its key,
+// ratelimit.limits.<name>. Close stops the Registry's sweeper.
+func New(client redis.UniversalClient, opts Options) (*Registry, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	r := &Registry{
+		client:       client,
+		log:          log.With("component", "ratelimit"),
+		onRedisError: opts.OnRedisError,
+		mem:          newMemoryStore(),
+		named:        make(map[string]*Limiter, len(opts.Limits)),
+		backend:      BackendMemory,
+		sweepEvery:   opts.SweepInterval,
+	}
+	r.store = fallbackStore{r: r}
+	if r.sweepEvery <= 0 {
+		r.sweepEvery = 30 * time.Second
+	}
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(opts.Limits)) {
+		l, err := r.newLimiter(name, opts.Limits[name], "ratelimit.limits."+name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.named[name] = l
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	r.sweeper = time.AfterFunc(r.sweepEvery, r.sweep)
+	return r, nil
+}
+
+func (r *Registry) sweep() {
+	r.mem.sweep()
+	r.sweepMu.Lock()
+	defer r.sweepMu.Unlock()
+	if r.sweeper != nil {
+		r.sweeper.Reset(r.sweepEvery)
+	}
+}
+
+// Close stops sweeping expired in-memory counters. Limiters keep working.
+// It does not close the Redis client, which the caller owns.
+func (r *Registry) Close() error {
+	r.sweepMu.Lock()
+	defer r.sweepMu.Unlock()
+	if r.sweeper != nil {
+		r.sweeper.Stop()
+		r.sweeper = nil
+	}
+	return nil
+}
+
+// Store is the Registry's fallback limiter.Store, for use with ulule's own
+// limiter.New and middlewares. Keys are stored under KeyPrefix.
+func (r *Registry) Store() limiter.Store { return r.store }
+
+// SetRedisReady tells the Registry whether Redis is ready; the runtime calls
+// it on every change of its connection monitor's state.
+//
+// The first time it is told ready, it builds ulule's Redis store, which loads
+// two Lua scripts (bounded by the client's timeouts). If that fails, counting
+// stays in memory and a check retries the build at most once a second.
+//
+// Once told not ready, no check touches Redis: all answer from memory at once.
+// Told ready, checks go to Redis; a check that fails with a connection-type
+// error is answered from memory and reported to Options.OnRedisError, but the
+// Registry stays on Redis until it is told otherwise.
+func (r *Registry) SetRedisReady(ready bool) {
+	r.ready.Store(ready)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ready && r.client != nil && r.rs.Load() == nil {
+		r.buildLocked()
+	}
+	r.noteBackendLocked()
+}
+
+// Backend is "redis" while checks go to Redis and "memory" otherwise.
+func (r *Registry) Backend() string {
+	if r.ready.Load() && r.rs.Load() != nil {
+		return BackendRedis
+	}
+	return BackendMemory
+}
+
+// Switches counts the moves between the Redis and memory backends.
+func (r *Registry) Switches() uint64 { return r.switches.Load() }
+
+// Stats are counters for metrics. All are totals since New.
+type Stats struct {
+	Backend     string // "redis" or "memory"
+	Switches    uint64 // moves between backends
+	Checks      uint64 // checks answered (Allow and the HTTP middleware)
+	Rejections  uint64 // checks that were over their limit
+	RedisErrors uint64 // checks that Redis failed while marked ready, answered from memory
+}
+
+// Stats returns the Registry's counters.
+func (r *Registry) Stats() Stats {
+	return Stats{
+		Backend:     r.Backend(),
+		Switches:    r.switches.Load(),
+		Checks:      r.checks.Load(),
+		Rejections:  r.rejections.Load(),
+		RedisErrors: r.redisErrors.Load(),
+	}
+}
+
+// redisStore returns the store to try first, or nil for memory.
+func (r *Registry) redisStore() limiter.Store {
+	if !r.ready.Load() {
+		return nil
+	}
+	if s := r.rs.Load(); s != nil {
+		return *s
+	}
+	if r.client == nil || !r.mu.TryLock() {
+		return nil
+	}
+	defer r.mu.Unlock()
+	if r.ready.Load() && r.rs.Load() == nil && time.Since(r.lastBuild) >= buildRetryEvery {
+		r.buildLocked()
+		r.noteBackendLocked()
+	}
+	if s := r.rs.Load(); s != nil && r.ready.Load() {
+		return *s
+	}
+	return nil
+}
+
+// buildLocked builds ulule's Redis store; r.mu is held.
+func (r *Registry) buildLocked() {
+	r.lastBuild = time.Now()
+	s, err := redisstore.NewStoreWithOptions(scriptClient{r.client}, limiter.StoreOptions{
+		Prefix: strings.TrimSuffix(KeyPrefix, ":"),
+	})
+	if err != nil {
+		if !r.buildFailed {
+			r.log.Warn("cannot load the rate limit scripts into Redis; counting stays in memory, per instance",
+				"error", err)
+		}
+		r.buildFailed = true
+		return
+	}
+	r.buildFailed = false
+	r.rs.Store(&s)
+}
+
+// noteBackendLocked counts and logs a change of backend; r.mu is held.
+func (r *Registry) noteBackendLocked() {
+	now := r.Backend()
+	if now == r.backend {
+		return
+	}
+	r.backend = now
+	r.switches.Add(1)
+	if now == BackendRedis {
+		r.mem.drop() // stale per-instance counts must not return at the next outage
+		r.log.Info("rate limiting is on Redis; limits are global again", "backend", now)
+		return
+	}
+	r.log.Warn("rate limiting moved to memory while Redis is not ready; limits apply per instance",
+		"backend", now)
+}
+
+// redisFailed records a check that Redis failed while marked ready.
+func (r *Registry) redisFailed(err error) {
+	r.redisErrors.Add(1)
+	if r.onRedisError != nil {
+		r.onRedisError(err)
+	}
+}
+
+// Limiter returns a limiter of rate (ulule's format, e.g. "10-S") whose keys
+// live under name: taskhost:ratelimit:<name>:<key>. Limiters of the same
+// name share their counters, so give each use its own name.
+func (r *Registry) Limiter(name, rate string) (*Limiter, error) {
+	return r.newLimiter(name, rate, "ratelimit: limiter "+name)
+}
+
+func (r *Registry) newLimiter(name, rate, key string) (*Limiter, error) {
+	if name == "" {
+		return nil, fmt.Errorf("ratelimit: a limiter needs a name")
+	}
+	rt, err := parseRateAt(key, rate)
+	if err != nil {
+		return nil, err
+	}
+	return &Limiter{reg: r, name: name, rate: rt}, nil
+}
+
+// Named returns the limiter configured as ratelimit.limits.<name>.
+func (r *Registry) Named(name string) (*Limiter, error) {
+	if l, ok := r.named[name]; ok {
+		return l, nil
+	}
+	names := slices.Sorted(maps.Keys(r.named))
+	return nil, fmt.Errorf("%w: %q (configured: %s)", ErrUnknownLimiter, name, strings.Join(names, ", "))
+}
+
+// get is one check through the fallback store, with the exact window end.
+func (r *Registry) get(ctx context.Context, key string, rate limiter.Rate) (limiter.Context, time.Time, error) {
+	var n resetNote
+	c, err := r.store.Get(withNote(ctx, &n), key, rate)
+	if err != nil {
+		return c, time.Time{}, err
+	}
+	if n.at.IsZero() {
+		n.at = time.Unix(c.Reset, 0)
+	}
+	return c, n.at, nil
+}

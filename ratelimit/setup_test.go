@@ -1,0 +1,117 @@
+package ratelimit_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/taskhost/taskhost/internal/redistest"
+	"github.com/taskhost/taskhost/ratelimit"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fastClient is a client with the short timeouts the runtime uses: no call
+// waits much more than 500 ms for an unreachable Redis.
+func fastClient(t testing.TB, addr string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{
+		Addr:                  addr,
+		DialTimeout:           500 * time.Millisecond,
+		ReadTimeout:           500 * time.Millisecond,
+		WriteTimeout:          500 * time.Millisecond,
+		PoolTimeout:           500 * time.Millisecond,
+		MaxRetries:            -1,
+		DialerRetries:         1,
+		ContextTimeoutEnabled: true,
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// adminClient is a plain client for inspecting the server from the test.
+func adminClient(t testing.TB, addr string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// syncBuffer is a log sink that tests can read while the registry writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type env struct {
+	srv       *redistest.Server
+	client    *redis.Client
+	admin     *redis.Client
+	reg       *ratelimit.Registry
+	log       *syncBuffer
+	redisErrs atomic.Int64
+}
+
+type setupOpts struct {
+	limits   map[string]string
+	notReady bool
+}
+
+// setup starts a redis-server and a Registry on it, marked ready.
+func setup(t *testing.T, opts ...setupOpts) *env {
+	t.Helper()
+	var o setupOpts
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	e := &env{srv: redistest.Start(t), log: &syncBuffer{}}
+	e.client = fastClient(t, e.srv.Addr())
+	e.admin = adminClient(t, e.srv.Addr())
+	reg, err := ratelimit.New(e.client, ratelimit.Options{
+		Limits:       o.limits,
+		Logger:       slog.New(slog.NewTextHandler(e.log, nil)),
+		OnRedisError: func(error) { e.redisErrs.Add(1) },
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = reg.Close() })
+	e.reg = reg
+	if !o.notReady {
+		reg.SetRedisReady(true)
+		require.Equal(t, ratelimit.BackendRedis, reg.Backend())
+	}
+	return e
+}
+
+// redisCount is the counter that Redis holds for a limiter key, or -1.
+func (e *env) redisCount(t *testing.T, key string) int64 {
+	t.Helper()
+	n, err := e.admin.Get(context.Background(), ratelimit.KeyPrefix+key).Int64()
+	if err == redis.Nil {
+		return -1
+	}
+	require.NoError(t, err)
+	return n
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
