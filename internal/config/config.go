@@ -158,7 +158,7 @@ func Default() Config {
 			DialTimeout:   500 * time.Millisecond,
 			ReadTimeout:   500 * time.Millisecond,
 			WriteTimeout:  500 * time.Millisecond,
-			PoolTimeout:   500 * time.Millisecond,
+			PoolTimeout:   400 * time.Millisecond,
 			PoolSize:      20,
 			MaxRetries:    -1,
 			DialerRetries: 1,
