@@ -7,10 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskhost/taskhost/internal/config"
 	"github.com/taskhost/taskhost/internal/redisconn"
@@ -93,6 +96,13 @@ func (a *enqueueArgs) options(maxRetryDefault int) ([]asynq.Option, error) {
 	return append(opts, asynq.MaxRetry(mr)), nil
 }
 
+// enqueueTimeout bounds the enqueue, so that an unreachable Redis fails the
+// command in about a second rather than hanging it.
+const enqueueTimeout = 2 * time.Second
+
+// quietRedis sets go-redis' process-wide logger once.
+var quietRedis sync.Once
+
 func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a, fs, err := parseEnqueue(args, stderr)
 	if err != nil {
@@ -116,6 +126,10 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "worker enqueue: %v\n", err)
 		return ExitUsage
 	}
+	quietRedis.Do(func() {
+		// go-redis would print each failed dial itself; the error below says it once.
+		redis.SetLogger(redisconn.LibraryLogger(slog.New(slog.DiscardHandler)))
+	})
 	rdb, err := redisconn.NewClient(cfg.Redis)
 	if err != nil {
 		fmt.Fprintf(stderr, "worker enqueue: %v\n", err)
@@ -123,8 +137,19 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	defer rdb.Close()
 	client := asynq.NewClientFromRedisClient(rdb)
-	info, err := client.EnqueueContext(ctx, asynq.NewTask(a.taskType, []byte(a.payload)), opts...)
-	if err != nil {
+	ectx, cancel := context.WithTimeout(ctx, enqueueTimeout)
+	defer cancel()
+	info, err := client.EnqueueContext(ectx, asynq.NewTask(a.taskType, []byte(a.payload)), opts...)
+	switch {
+	case err == nil:
+	case redisconn.IsNetworkError(err) || errors.Is(err, context.DeadlineExceeded):
+		fmt.Fprintf(stderr, "worker enqueue: Redis (%s) is unreachable, the task was not enqueued: %v\n",
+			redisconn.Describe(cfg.Redis), err)
+		return ExitFailure
+	case errors.Is(err, asynq.ErrTaskIDConflict):
+		fmt.Fprintf(stderr, "worker enqueue: -id %s: %v\n", a.id, err)
+		return ExitFailure
+	default:
 		fmt.Fprintf(stderr, "worker enqueue: %v\n", err)
 		return ExitFailure
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -81,6 +82,10 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err == nil {
 		err = runtime.CheckPlugins(cfg)
 	}
+	if err == nil && f.checkConfig {
+		// Plugins decode their own sections when provisioned.
+		err = runtime.CheckConfig(ctx, cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: config: %v\n", err)
 		if errors.Is(err, config.ErrInvalid) {
@@ -94,6 +99,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 
 	log := runtime.NewLogger(cfg.Log, stderr)
+	slog.SetDefault(log) // libraries that log through the default logger use the same format
 	rt, err := runtime.New(cfg, runtime.Options{Logger: log, Version: Version})
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: %v\n", err)

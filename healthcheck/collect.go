@@ -114,7 +114,7 @@ func (h *Handler) Report(ctx context.Context) Report {
 		}
 	}
 	if c := rep.Connection; c != nil {
-		c.Target, c.LastError = Redact(c.Target), Redact(c.LastError)
+		c.Target, c.Master, c.LastError = Redact(c.Target), Redact(c.Master), Redact(c.LastError)
 		if !c.Since.IsZero() {
 			c.SinceSeconds = seconds(now.Sub(c.Since))
 		}
@@ -137,7 +137,7 @@ func (h *Handler) Report(ctx context.Context) Report {
 func (h *Handler) strip(rep *Report) {
 	rep.Redis, rep.Queues = nil, nil
 	if rep.Connection != nil {
-		rep.Connection.Target, rep.Connection.LastError = "", ""
+		rep.Connection.Target, rep.Connection.Master, rep.Connection.LastError = "", "", ""
 	}
 	for i := range rep.Checks {
 		rep.Checks[i].Error = ""

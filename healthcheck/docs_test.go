@@ -25,52 +25,60 @@ const docsPath = "../docs/health.md"
 
 var exampleBlock = regexp.MustCompile("(?s)(<!-- example-report -->\n```json\n)(.*?)(```)")
 
-// exampleReport is a real report from the handler, with fake sources, and
-// its clock-dependent fields fixed so the example is stable.
+// exampleReport is a real report from the handler, with sources shaped like
+// the runtime's (runtime/health.go) and its clock-dependent fields fixed so
+// the example is stable. The story: Redis came back empty half a minute ago,
+// the outbox is still delivering what was enqueued during the outage, and
+// the canary has not ticked since.
 func exampleReport(t *testing.T) healthcheck.Report {
 	t.Helper()
-	f := &fake{state: "ready", ready: true, fallbackActive: true, cameBackEmpty: true, calls: map[string]int{}}
+	var (
+		start    = time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+		checked  = start.Add(time.Hour + 2*time.Minute + 30*time.Second)
+		back     = checked.Add(-32 * time.Second) // Redis ready again, and empty
+		heldFrom = back.Add(-3*time.Minute + 20*time.Second)
+	)
 	reg := healthcheck.NewRegistry(0)
-	require.NoError(t, reg.Add(healthcheck.Check{Name: "redis.ping", Critical: true, Run: ok}))
-	require.NoError(t, reg.Add(healthcheck.Check{Name: "webhook.destinations", Run: func(context.Context) error {
-		return errors.New("GET https://hooks.example.com/health: 502 Bad Gateway")
+	require.NoError(t, reg.Add(healthcheck.Check{Name: "canary.tick", Timeout: time.Second, Run: func(context.Context) error {
+		return errors.New("canary: last tick is stale: last tick 4m30s ago, at 2026-01-02T03:58:00Z")
 	}}))
-	src := f.source()
-	src.Connection = func(context.Context) (healthcheck.Connection, error) {
-		return healthcheck.Connection{State: "ready", Since: stateSince, Mode: "standalone",
-			Target: "redis://app:" + secret + "@10.0.0.5:6379/0", CameBackEmptyAt: &emptyAt}, nil
-	}
-	src.Queues = func(context.Context) ([]healthcheck.Queue, error) {
-		return []healthcheck.Queue{
-			{Name: "critical", Size: 0, ProcessedToday: 310, ProcessedTotal: 12040, FailedTotal: 3},
-			{Name: "default", Size: 42, Pending: 37, Active: 4, Retry: 1, Completed: 120, LatencySeconds: 1.25,
-				ProcessedToday: 1530, FailedToday: 12, ProcessedTotal: 98211, FailedTotal: 431},
-		}, nil
-	}
-	src.Redis = func(context.Context) (healthcheck.RedisInfo, error) {
-		return healthcheck.RedisInfo{Version: "7.2.4", UptimeSeconds: 864000, UsedMemoryBytes: 3_512_320,
-			UsedMemoryPeakBytes: 4_915_200, MaxMemoryBytes: 268_435_456, MemFragmentationRatio: 1.31,
-			ConnectedClients: 14, DBSize: 187}, nil
-	}
-	since := stateSince.Add(5 * time.Minute)
-	src.Fallbacks = func(context.Context) ([]healthcheck.Fallback, error) {
-		return []healthcheck.Fallback{
-			{Component: "cache", Active: true, Depth: 1250, Since: &since},
-			{Component: "ratelimit", Active: false, Depth: 0},
-			{Component: "outbox", Active: false, Depth: 0},
-		}, nil
+	require.NoError(t, reg.Add(healthcheck.Check{Name: "runtime.outbox", Run: ok}))
+	src := healthcheck.Source{
+		Connection: func(context.Context) (healthcheck.Connection, error) {
+			return healthcheck.Connection{State: "ready", Since: back, Mode: "standalone",
+				Target: "standalone redis://app:" + secret + "@10.0.0.5:6379/0", CameBackEmptyAt: &back}, nil
+		},
+		Ping: func(context.Context) (time.Duration, error) { return 250 * time.Microsecond, nil },
+		Redis: func(context.Context) (healthcheck.RedisInfo, error) {
+			return healthcheck.RedisInfo{Version: "7.2.4", UptimeSeconds: 33, UsedMemoryBytes: 1_512_320,
+				UsedMemoryPeakBytes: 1_615_200, MaxMemoryBytes: 268_435_456, MemFragmentationRatio: 1.31,
+				ConnectedClients: 14, DBSize: 52}, nil
+		},
+		Queues: func(context.Context) ([]healthcheck.Queue, error) {
+			return []healthcheck.Queue{
+				{Name: "critical", Size: 0, ProcessedToday: 6, ProcessedTotal: 6},
+				{Name: "default", Size: 42, Pending: 37, Active: 4, Retry: 1, Completed: 12, LatencySeconds: 1.25,
+					ProcessedToday: 153, FailedToday: 2, ProcessedTotal: 153, FailedTotal: 2},
+			}, nil
+		},
+		Fallbacks: func(context.Context) ([]healthcheck.Fallback, error) {
+			return []healthcheck.Fallback{
+				{Component: "cache", Active: false, Depth: 0, Since: &back},
+				{Component: "ratelimit", Active: false, Depth: 0, Since: &back},
+				{Component: "outbox", Active: true, Depth: 120, Since: &heldFrom},
+			}, nil
+		},
 	}
 	h := healthcheck.NewHandler(healthcheck.Options{Registry: reg, Source: src, Version: "v0.1.0",
 		Ready:  func() (bool, string) { return true, "" },
 		Logger: slog.New(slog.DiscardHandler)})
 	rep := h.Report(context.Background())
 
-	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
-	rep.StartedAt, rep.CheckedAt = start, start.Add(time.Hour+2*time.Minute+30*time.Second)
-	rep.UptimeSeconds, rep.DurationMS = 3750, 1.9
-	rep.Connection.SinceSeconds = rep.CheckedAt.Sub(stateSince).Seconds()
+	rep.StartedAt, rep.CheckedAt = start, checked
+	rep.UptimeSeconds, rep.DurationMS = checked.Sub(start).Seconds(), 1.9
+	rep.Connection.SinceSeconds = checked.Sub(back).Seconds()
 	for i := range rep.Checks {
-		rep.Checks[i].DurationMS = []float64{0.35, 212.5}[i]
+		rep.Checks[i].DurationMS = []float64{0.04, 0.01}[i]
 	}
 	for i := range rep.Sources {
 		rep.Sources[i].DurationMS = []float64{0.01, 0.02, 0.31, 1.62, 0.01, 0.74}[i]

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,8 +26,10 @@ func PingFunc(c redis.UniversalClient) func(context.Context) (time.Duration, err
 }
 
 // InfoFunc returns a Source.Redis that reads INFO and DBSIZE from c. On a
-// cluster client both go to one node.
+// cluster client INFO comes from one master, DBSIZE is summed over the
+// masters (go-redis does that), and Cluster is filled by ClusterInfoFunc.
 func InfoFunc(c redis.UniversalClient) func(context.Context) (RedisInfo, error) {
+	cluster, _ := c.(*redis.ClusterClient)
 	return func(ctx context.Context) (RedisInfo, error) {
 		text, err := c.Info(ctx).Result()
 		if err != nil {
@@ -36,8 +39,85 @@ func InfoFunc(c redis.UniversalClient) func(context.Context) (RedisInfo, error) 
 		if info.DBSize, err = c.DBSize(ctx).Result(); err != nil {
 			return RedisInfo{}, fmt.Errorf("dbsize: %w", err)
 		}
+		if cluster != nil {
+			ci, err := ClusterInfoFunc(cluster)(ctx)
+			if err != nil {
+				return RedisInfo{}, err
+			}
+			info.Cluster = &ci
+		}
 		return info, nil
 	}
+}
+
+// ClusterInfoFunc returns a func that reads CLUSTER INFO and CLUSTER NODES
+// from a master of c. ReachableNodes is how many nodes that master sees as
+// connected and not failing; it costs one round trip, not one per node.
+func ClusterInfoFunc(c *redis.ClusterClient) func(context.Context) (ClusterInfo, error) {
+	return func(ctx context.Context) (ClusterInfo, error) {
+		text, err := c.ClusterInfo(ctx).Result()
+		if err != nil {
+			return ClusterInfo{}, fmt.Errorf("cluster info: %w", err)
+		}
+		nodes, err := c.ClusterNodes(ctx).Result()
+		if err != nil {
+			return ClusterInfo{}, fmt.Errorf("cluster nodes: %w", err)
+		}
+		ci := ParseClusterInfo(text)
+		ci.ReachableNodes = ReachableNodes(nodes)
+		return ci, nil
+	}
+}
+
+// ReachableNodes counts the nodes in the text of a CLUSTER NODES reply that
+// the answering node sees as reachable: itself, and every other node whose
+// link is connected and that is not flagged fail, fail? (pfail), noaddr or
+// handshake.
+func ReachableNodes(text string) int64 {
+	var n int64
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		// <id> <ip:port@cport> <flags> <master> <ping-sent> <pong-recv> <config-epoch> <link-state> <slot>...
+		f := strings.Fields(sc.Text())
+		if len(f) < 8 {
+			continue
+		}
+		flags := strings.Split(f[2], ",")
+		if slices.ContainsFunc(flags, func(fl string) bool {
+			return fl == "fail" || fl == "fail?" || fl == "noaddr" || fl == "handshake"
+		}) {
+			continue
+		}
+		if slices.Contains(flags, "myself") || f[7] == "connected" {
+			n++
+		}
+	}
+	return n
+}
+
+// ParseClusterInfo reads the fields of ClusterInfo from the text of a
+// CLUSTER INFO reply; ReachableNodes is left zero.
+func ParseClusterInfo(text string) ClusterInfo {
+	var ci ClusterInfo
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		key, val, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
+		if !ok {
+			continue
+		}
+		i, _ := strconv.ParseInt(val, 10, 64)
+		switch key {
+		case "cluster_state":
+			ci.State = val
+		case "cluster_slots_ok":
+			ci.SlotsOK = i
+		case "cluster_size":
+			ci.Size = i
+		case "cluster_known_nodes":
+			ci.KnownNodes = i
+		}
+	}
+	return ci
 }
 
 // ParseInfo reads the fields of RedisInfo from the text of an INFO reply.

@@ -114,6 +114,15 @@ func (r *Report) evaluate() {
 			degraded = append(degraded, fmt.Sprintf("redis connection is %s", c.State))
 		}
 	}
+	if r.Redis != nil && r.Redis.RedisInfo != nil && r.Redis.Cluster != nil {
+		c := r.Redis.Cluster
+		if c.State != "ok" {
+			degraded = append(degraded, fmt.Sprintf("redis cluster state is %s", c.State))
+		}
+		if c.ReachableNodes < c.KnownNodes {
+			degraded = append(degraded, fmt.Sprintf("redis cluster: %d of %d nodes reachable", c.ReachableNodes, c.KnownNodes))
+		}
+	}
 	for _, s := range r.Sources {
 		if s.Status == CheckOK {
 			continue

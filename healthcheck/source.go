@@ -34,6 +34,9 @@ type Connection struct {
 	// Target is where the client connects, e.g. "10.0.0.5:6379"; it is
 	// redacted, and left out at DetailMinimal.
 	Target string `json:"target,omitempty"`
+	// Master is, in sentinel mode, the address of the master the client last
+	// connected to; left out at DetailMinimal.
+	Master string `json:"master,omitempty"`
 	// LastError is the most recent connection error, redacted; left out at DetailMinimal.
 	LastError string `json:"last_error,omitempty"`
 	// CameBackEmptyAt is when the monitor last saw Redis come back without
@@ -51,6 +54,23 @@ type RedisInfo struct {
 	MemFragmentationRatio float64 `json:"mem_fragmentation_ratio"`
 	ConnectedClients      int64   `json:"connected_clients"`
 	DBSize                int64   `json:"dbsize"`
+	// Cluster is set in cluster mode only.
+	Cluster *ClusterInfo `json:"cluster,omitempty"`
+}
+
+// ClusterInfo is what CLUSTER INFO says, and how many nodes answer.
+type ClusterInfo struct {
+	// State is cluster_state: ok, or fail when some slots are not served.
+	State string `json:"state"`
+	// SlotsOK is cluster_slots_ok: slots served by a reachable master (of 16384).
+	SlotsOK int64 `json:"slots_ok"`
+	// Size is cluster_size: masters serving at least one slot.
+	Size int64 `json:"size"`
+	// KnownNodes is cluster_known_nodes: nodes in the cluster, masters and replicas.
+	KnownNodes int64 `json:"known_nodes"`
+	// ReachableNodes is how many nodes, masters and replicas, the answering
+	// master sees as connected and not failing (CLUSTER NODES).
+	ReachableNodes int64 `json:"reachable_nodes"`
 }
 
 // Queue is one asynq queue, as the Inspector sees it.

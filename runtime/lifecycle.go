@@ -55,12 +55,11 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 		r.embedded = m
 		undo = append(undo, func() { m.Close() })
 	}
-	r.monitor.Start()
-	undo = append(undo, r.closeConnection)
-
-	// 3. Cache, limiter and client follow the monitor.
+	// 3. Cache, limiter and client follow the monitor from its first state.
 	r.unsub = append(r.unsub, r.monitor.Subscribe(r.onState))
 	r.onState(r.monitor.State(), r.monitor.State())
+	r.monitor.Start()
+	undo = append(undo, r.closeConnection)
 
 	// 4. Plugins.
 	if err := r.provisionPlugins(ctx); err != nil {
@@ -188,13 +187,15 @@ func (r *Runtime) closeConnection() {
 }
 
 // handler is the mux behind the middleware, from the outside in: panic
-// recovery; logging and metrics; the default task timeout; the rate limit
-// hook; the handler.
+// recovery; logging and metrics; the default task timeout; rounding a rate
+// limit's retry time up to asynq's whole seconds; the rate limit hook; the
+// handler.
 func (r *Runtime) handler() asynq.Handler {
 	var h asynq.Handler = r.queue.mux
 	if r.taskLimit != nil {
 		h = r.taskLimit(h)
 	}
+	h = retryAtSecondMiddleware(h)
 	h = timeoutMiddleware(r.cfg.Worker.TaskTimeout)(h)
 	h = observeMiddleware(r.log.With("component", "task"), r.metrics)(h)
 	return recoverMiddleware(r.log.With("component", "task"))(h)

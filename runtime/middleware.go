@@ -148,6 +148,48 @@ func timeoutMiddleware(d time.Duration) asynq.MiddlewareFunc {
 	}
 }
 
+// retryAtSecondMiddleware rounds the RetryIn of a rate-limited task's
+// *ratelimit.LimitedError up to the next whole second of the wall clock.
+// asynq stores a retry's due time in Unix seconds, truncated (rdb.Retry,
+// processAt.Unix()), so a task told to wait 1 s could run again after 0.1 s;
+// rounded up, it never runs before its RetryIn (a 429's Retry-After, a limit
+// window's reset). Other errors pass through unchanged.
+func retryAtSecondMiddleware(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		err := next.ProcessTask(ctx, t)
+		var limited *ratelimit.LimitedError
+		if err == nil || !errors.As(err, &limited) {
+			return err
+		}
+		now := time.Now()
+		due := now.Add(max(limited.RetryIn, 0))
+		if rounded := due.Truncate(time.Second); !rounded.Equal(due) {
+			due = rounded.Add(time.Second)
+		}
+		return &roundedLimitError{err: err, limited: &ratelimit.LimitedError{RetryIn: due.Sub(now)}}
+	})
+}
+
+// roundedLimitError is a handler's error whose *ratelimit.LimitedError, as
+// errors.As finds it, has its RetryIn rounded up. It keeps the handler's
+// message and chain, and does not modify the handler's error value.
+type roundedLimitError struct {
+	err     error
+	limited *ratelimit.LimitedError
+}
+
+func (e *roundedLimitError) Error() string { return e.err.Error() }
+func (e *roundedLimitError) Unwrap() error { return e.err }
+
+// As answers for *ratelimit.LimitedError with the rounded copy.
+func (e *roundedLimitError) As(target any) bool {
+	if p, ok := target.(**ratelimit.LimitedError); ok {
+		*p = e.limited
+		return true
+	}
+	return false
+}
+
 func errString(err error) string {
 	if err == nil {
 		return ""

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -37,8 +38,9 @@ func New(cfg config.Config, opts Options) (*Runtime, error) {
 		log = NewLogger(cfg.Log, w)
 	}
 	// go-redis logs each failed dial itself; route it to slog at DEBUG so an
-	// outage is reported once, by the monitor.
-	redis.SetLogger(redisconn.LibraryLogger(log))
+	// outage is reported once, by the monitor. The logger is process-wide:
+	// the first runtime's logger serves them all.
+	setLibraryLogger.Do(func() { redis.SetLogger(redisconn.LibraryLogger(log)) })
 	r := &Runtime{cfg: cfg, log: log, version: opts.Version, born: time.Now(), handlers: map[string]string{}}
 	if redisconn.InsecureTLS(cfg.Redis) {
 		log.Warn("redis.tls.insecure_skip_verify is on: the Redis server's certificate is not verified", "component", "redis")
@@ -105,6 +107,8 @@ func New(cfg config.Config, opts Options) (*Runtime, error) {
 	}
 	return r, nil
 }
+
+var setLibraryLogger sync.Once
 
 // closeEarly releases what New built before it failed.
 func (r *Runtime) closeEarly() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 
@@ -31,6 +32,26 @@ func checkPlugins(cfg config.Config) error {
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s", config.ErrInvalid, strings.Join(problems, "; "))
 	}
+	return nil
+}
+
+// CheckConfig checks cfg as far as Start would before it serves, without
+// touching the network: the config itself, the plugin IDs, and each
+// plugin's Provision and Validate, which decode and check the plugin's own
+// section. The plugins are cleaned up and everything built is released. It
+// returns an error matching config.ErrInvalid for a config problem, such as
+// an unknown key under plugins.<id>. The outbox file, if any, is not opened.
+func CheckConfig(ctx context.Context, cfg config.Config) error {
+	cfg.Outbox.Path = "" // a running worker holds its lock
+	r, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = r.Stop(ctx) }() // never started: releases the clients
+	if err := r.provisionPlugins(ctx); err != nil {
+		return err
+	}
+	r.cleanupPlugins()
 	return nil
 }
 

@@ -67,6 +67,7 @@ type Runtime struct {
 	// taskLimit is the rate limit hook from ratelimit.tasks; nil when none.
 	taskLimit asynq.MiddlewareFunc
 
+	obs      *observer         // what the health report shows that no component keeps
 	handlers map[string]string // task type -> plugin ID
 	plugins  []*pluginInstance
 	unsub    []func()
