@@ -260,12 +260,16 @@ func (h connHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 // startHTTP listens on health.addr before returning, so a taken port fails
 // Start, then serves in the background.
 func (r *Runtime) startHTTP() error {
+	mux, err := r.adminMux()
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", r.cfg.Health.Addr)
 	if err != nil {
 		return fmt.Errorf("health.addr: listen on %s: %w", r.cfg.Health.Addr, err)
 	}
 	r.httpLn = ln
-	r.httpSrv = healthcheck.NewServer(r.cfg.Health.Addr, r.adminMux())
+	r.httpSrv = healthcheck.NewServer(r.cfg.Health.Addr, mux)
 	r.httpSrv.ErrorLog = slog.NewLogLogger(r.log.With("component", "health").Handler(), slog.LevelWarn)
 	go func() {
 		if err := r.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -275,8 +279,16 @@ func (r *Runtime) startHTTP() error {
 	return nil
 }
 
-// adminMux is the handler of the health listener.
-func (r *Runtime) adminMux() http.Handler { return r.healthHandler() }
+// adminMux is the handler of the health listener: the health endpoints, and
+// the dashboard at /ui/ when it has no listener of its own.
+func (r *Runtime) adminMux() (http.Handler, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/", r.healthHandler())
+	if err := r.mountUI(mux); err != nil {
+		return nil, err
+	}
+	return mux, nil
+}
 
 func (r *Runtime) stopHTTP(ctx context.Context) {
 	if r.httpSrv == nil {

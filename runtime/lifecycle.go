@@ -19,7 +19,8 @@ var ErrAlreadyStarted = errors.New("runtime: already started")
 //     monitor, which never waits for Redis;
 //  3. cache and limiter, switched by the monitor's state;
 //  4. plugins, through Provision and Validate;
-//  5. the health server;
+//  5. the health server, with the dashboard at /ui unless ui.addr gives it
+//     a listener of its own, started next;
 //  6. the asynq server;
 //  7. the scheduler;
 //  8. plugin services.
@@ -72,6 +73,10 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 		return err
 	}
 	undo = append(undo, func() { r.stopHTTP(context.Background()) })
+	if err := r.startUI(); err != nil {
+		return err
+	}
+	undo = append(undo, func() { r.stopUI(context.Background()) })
 
 	// 6 and 7. asynq server, then scheduler.
 	if err := r.queue.start(r.handler()); err != nil {
@@ -124,7 +129,8 @@ func (r *Runtime) Stop(ctx context.Context) error {
 	r.fetching.Store(false)
 	r.queue.shutdown()
 
-	step("stopping health server")
+	step("stopping health server and dashboard")
+	r.stopUI(ctx)
 	r.stopHTTP(ctx)
 
 	step("cleaning up plugins")

@@ -57,6 +57,7 @@ func New(cfg config.Config, opts Options) (*Runtime, error) {
 		return nil, fmt.Errorf("%w: redis: %v", config.ErrInvalid, err)
 	}
 	r.monitor = redisconn.NewMonitor(r.rdb, redisconn.MonitorOptionsFrom(cfg.Redis, log))
+	qraw.AddHook(r.monitor.Hook()) // asynq's traffic tells the monitor too
 	r.qrdb = newQueueClient(qraw, r.monitor.Ready, func(ctx context.Context) bool {
 		return r.monitor.Wait(ctx, redisconn.Ready) == nil
 	})

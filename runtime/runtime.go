@@ -63,6 +63,7 @@ type Runtime struct {
 	client  *outbox.Client
 	httpSrv *http.Server
 	httpLn  net.Listener
+	ui      uiState // the dashboard's own listener, when ui.addr is set
 
 	// taskLimit is the rate limit hook from ratelimit.tasks; nil when none.
 	taskLimit asynq.MiddlewareFunc

@@ -97,7 +97,7 @@ func TestNewClientOptions(t *testing.T) {
 	require.Equal(t, 500*time.Millisecond, o.DialTimeout)
 	require.Equal(t, 500*time.Millisecond, o.ReadTimeout)
 	require.Equal(t, 500*time.Millisecond, o.WriteTimeout)
-	require.Equal(t, 500*time.Millisecond, o.PoolTimeout)
+	require.Equal(t, config.Default().Redis.PoolTimeout, o.PoolTimeout)
 	require.True(t, o.ContextTimeoutEnabled)
 	require.Equal(t, 1, o.DialerRetries, "0 must not become go-redis' 5")
 	require.Equal(t, 0, o.MaxRetries, "-1 in the config disables retries")

@@ -81,3 +81,8 @@ func IsNetworkError(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne)
 }
+
+// Hook returns the monitor's nudge hook, for another client to the same
+// server (the runtime's queue pool): its failures and successes then reach
+// the monitor as quickly as the monitored client's do.
+func (m *Monitor) Hook() redis.Hook { return nudgeHook{m} }
