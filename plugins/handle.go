@@ -58,8 +58,12 @@ func Handle[T any](h Host, taskType string, fn func(ctx context.Context, args T)
 // then calls T's Validate method when it has one.
 func DecodePayload[T any](payload []byte) (T, error) {
 	var args T
-	if len(bytes.TrimSpace(payload)) == 0 {
+	trimmed := bytes.TrimSpace(payload)
+	if len(trimmed) == 0 {
 		return args, errors.New("empty payload")
+	}
+	if bytes.Equal(trimmed, []byte("null")) {
+		return args, errors.New("payload is null")
 	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.DisallowUnknownFields()

@@ -129,3 +129,14 @@ func TestNewTaskRoundTrips(t *testing.T) {
 	_, err = plugins.NewTask("bad", make(chan int))
 	require.ErrorContains(t, err, "plugins: encode bad payload")
 }
+
+func TestDecodePayloadRefusesNull(t *testing.T) {
+	t.Parallel()
+	type args struct{ N int }
+	_, err := plugins.DecodePayload[*args]([]byte("null"))
+	require.ErrorContains(t, err, "payload is null")
+	_, err = plugins.DecodePayload[map[string]any]([]byte(" null "))
+	require.ErrorContains(t, err, "payload is null")
+	_, err = plugins.DecodePayload[args]([]byte("null"))
+	require.ErrorContains(t, err, "payload is null")
+}
