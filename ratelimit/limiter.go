@@ -78,6 +78,11 @@ func (l *Limiter) Wait(ctx context.Context, key string) (Result, error) {
 // see IsFailure and RetryDelayFunc.
 type LimitedError struct {
 	RetryIn time.Duration
+	// Strict means the task must not run again before RetryIn has passed,
+	// as with a server's Retry-After. The runtime then rounds the retry up
+	// to asynq's whole-second resolution. A limiter's own window needs no
+	// rounding: a task that comes back early is simply limited again.
+	Strict bool
 }
 
 func (e *LimitedError) Error() string {

@@ -148,8 +148,9 @@ func timeoutMiddleware(d time.Duration) asynq.MiddlewareFunc {
 	}
 }
 
-// retryAtSecondMiddleware rounds the RetryIn of a rate-limited task's
-// *ratelimit.LimitedError up to the next whole second of the wall clock.
+// retryAtSecondMiddleware rounds the RetryIn of a strict
+// *ratelimit.LimitedError (a server's Retry-After) up to the next whole
+// second of the wall clock.
 // asynq stores a retry's due time in Unix seconds, truncated (rdb.Retry,
 // processAt.Unix()), so a task told to wait 1 s could run again after 0.1 s;
 // rounded up, it never runs before its RetryIn (a 429's Retry-After, a limit
@@ -158,7 +159,7 @@ func retryAtSecondMiddleware(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		err := next.ProcessTask(ctx, t)
 		var limited *ratelimit.LimitedError
-		if err == nil || !errors.As(err, &limited) {
+		if err == nil || !errors.As(err, &limited) || !limited.Strict {
 			return err
 		}
 		now := time.Now()
@@ -166,7 +167,7 @@ func retryAtSecondMiddleware(next asynq.Handler) asynq.Handler {
 		if rounded := due.Truncate(time.Second); !rounded.Equal(due) {
 			due = rounded.Add(time.Second)
 		}
-		return &roundedLimitError{err: err, limited: &ratelimit.LimitedError{RetryIn: due.Sub(now)}}
+		return &roundedLimitError{err: err, limited: &ratelimit.LimitedError{RetryIn: due.Sub(now), Strict: true}}
 	})
 }
 

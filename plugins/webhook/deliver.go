@@ -129,7 +129,7 @@ func (w *Webhook) deliver(ctx context.Context, d Delivery) error {
 	case code >= 200 && code < 300:
 		return nil
 	case code == http.StatusTooManyRequests:
-		return &ratelimit.LimitedError{RetryIn: retryAfter(resp.Header.Get("Retry-After"), w.now())}
+		return &ratelimit.LimitedError{RetryIn: retryAfter(resp.Header.Get("Retry-After"), w.now()), Strict: true}
 	case code == http.StatusRequestTimeout, code >= 500:
 		return fmt.Errorf("webhook: %s: %w", where, serr)
 	default: // other 4xx; 1xx and 3xx that were not followed
