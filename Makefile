@@ -2,7 +2,9 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: help test bench lint deps run dev
+BENCH_FLAGS ?=
+
+.PHONY: help test bench bench-go lint deps
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
@@ -12,7 +14,10 @@ deps: ## install redis-server when it is missing (apt-get)
 test: deps ## install test deps if missing, then go test -race
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
-bench: deps ## Go benchmarks (ratios against go-redis/asynq in the same run)
+bench: deps ## taskhost against bare asynq (cmd/bench, ~6 min; BENCH_FLAGS=-quick for a short run)
+	$(GO) run ./cmd/bench $(BENCH_FLAGS)
+
+bench-go: deps ## Go benchmarks (ratios against go-redis/asynq in the same run)
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 lint: ## gofmt and go vet

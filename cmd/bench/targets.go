@@ -1,0 +1,103 @@
+package main
+
+import "fmt"
+
+// Targets of issue 7, judged on the medians of one run.
+const (
+	minThroughputRatio = 0.95
+	maxExtraP99ms      = 1.0
+	maxIdleRSSMB       = 40.0
+	maxDownCPUPct      = 5.0
+)
+
+func targets(r *Report, o options) []Target {
+	var out []Target
+	for _, c := range o.concurrency {
+		key := fmt.Sprintf("drain_c%d_tasks_per_s", c)
+		if bare, th, ok := r.both(key); ok {
+			row := r.row(key)
+			out = append(out, Target{
+				Name: fmt.Sprintf("drain throughput >= %.2fx bare at c=%d", minThroughputRatio, c),
+				Met:  th >= minThroughputRatio*bare,
+				Detail: fmt.Sprintf("%.0f vs %.0f tasks/s: %.3fx (best rounds %.0f vs %.0f: %.3fx)",
+					th, bare, th/bare, row.Taskhost.Max, row.Bare.Max, row.Taskhost.Max/row.Bare.Max),
+			})
+		}
+		if t, ok := commandsTarget(r, o, c); ok {
+			out = append(out, t)
+		}
+	}
+	if bare, th, ok := r.both("latency_p99_ms"); ok {
+		out = append(out, Target{
+			Name:   fmt.Sprintf("start latency p99 <= bare + %.0f ms", maxExtraP99ms),
+			Met:    th <= bare+maxExtraP99ms,
+			Detail: fmt.Sprintf("%.2f vs %.2f ms (%+.2f ms)", th, bare, th-bare),
+		})
+	}
+	if row := r.row("idle_rss_mb"); row != nil && row.Taskhost != nil {
+		out = append(out, Target{
+			Name:   fmt.Sprintf("idle worker RSS <= %.0f MB", maxIdleRSSMB),
+			Met:    row.Taskhost.Median <= maxIdleRSSMB,
+			Detail: fmt.Sprintf("%.1f MB (max %.1f); bare %s", row.Taskhost.Median, row.Taskhost.Max, medianOr(row.Bare, "%.1f MB")),
+		})
+	}
+	if row := r.row("down_cpu_pct"); row != nil && row.Taskhost != nil {
+		out = append(out, Target{
+			Name:   fmt.Sprintf("CPU while Redis is down <= %.0f%% of one core", maxDownCPUPct),
+			Met:    row.Taskhost.Median <= maxDownCPUPct,
+			Detail: fmt.Sprintf("%.2f%% (max %.2f%%); bare %s", row.Taskhost.Median, row.Taskhost.Max, medianOr(row.Bare, "%.2f%%")),
+		})
+	}
+	return out
+}
+
+func medianOr(s *Stat, format string) string {
+	if s == nil {
+		return "not measured"
+	}
+	return fmt.Sprintf(format, s.Median)
+}
+
+// commandsTarget compares Redis commands per task in the drain at
+// concurrency c, round by round. What taskhost may add is not per task: its
+// loops' extra commands per second over the drain worker's lifetime (plus
+// one second, as loop ticks are whole), and its extra start and stop
+// commands. The target is met when the median round stays within that.
+func commandsTarget(r *Report, o options, c int) (Target, bool) {
+	cpt := r.row(fmt.Sprintf("drain_c%d_commands_per_task", c))
+	life := r.row(fmt.Sprintf("drain_c%d_lifetime_s", c))
+	rb, rt, ok1 := r.both("idle_commands_per_s")
+	lb, lt, ok2 := r.both("lifecycle_commands")
+	tb, tt, ok3 := r.both("lifecycle_s")
+	if !(ok1 && ok2 && ok3) || cpt == nil || life == nil || cpt.Bare == nil || cpt.Taskhost == nil || life.Taskhost == nil {
+		return Target{}, false
+	}
+	rounds := min(len(cpt.Bare.Values), len(cpt.Taskhost.Values), len(life.Taskhost.Values))
+	// Start and stop alone: the lifecycle run less its loops.
+	startStop := max(0, (lt-rt*tt)-(lb-rb*tb))
+	n := float64(o.n)
+	extra, allowed, margin := make([]float64, rounds), make([]float64, rounds), make([]float64, rounds)
+	for i := range rounds {
+		extra[i] = (cpt.Taskhost.Values[i] - cpt.Bare.Values[i]) * n
+		allowed[i] = max(0, rt-rb)*(life.Taskhost.Values[i]+1) + startStop
+		margin[i] = allowed[i] - extra[i]
+	}
+	m := newStat(margin).Median
+	return Target{
+		Name: fmt.Sprintf("Redis commands per task <= bare + loops and start-up at c=%d", c),
+		Met:  m >= -1e-6,
+		Detail: fmt.Sprintf("%.5f vs %.5f cmds/task; extra commands per run %s, allowed %s (loops %.2f vs %.2f cmds/s over the worker's lifetime + 1 s, start and stop %+.0f)",
+			cpt.Taskhost.Median, cpt.Bare.Median, ints(extra), ints(allowed), rt, rb, startStop),
+	}, true
+}
+
+func ints(v []float64) string {
+	s := ""
+	for i, x := range v {
+		if i > 0 {
+			s += "/"
+		}
+		s += fmt.Sprintf("%+.0f", x)
+	}
+	return s
+}
