@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/taskhost/taskhost/cache"
+	"github.com/taskhost/taskhost/internal/redistest"
 )
 
 // quiet discards the switch messages of stores whose logs no test reads.
@@ -21,21 +22,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // newClient returns a client with the runtime's default timeouts: an
 // unreachable Redis fails a call within about half a second.
-func newClient(t testing.TB, addr string) *redis.Client {
-	t.Helper()
-	c := redis.NewClient(&redis.Options{
-		Addr:                  addr,
-		DialTimeout:           500 * time.Millisecond,
-		ReadTimeout:           500 * time.Millisecond,
-		WriteTimeout:          500 * time.Millisecond,
-		PoolTimeout:           500 * time.Millisecond,
-		MaxRetries:            -1,
-		DialerRetries:         1,
-		ContextTimeoutEnabled: true,
-	})
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
+func newClient(t testing.TB, addr string) *redis.Client { return redistest.Client(t, addr) }
 
 // countingHook counts dials and commands sent through a client.
 type countingHook struct{ dials, cmds atomic.Int64 }

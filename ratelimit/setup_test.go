@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -22,21 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fastClient is a client with the short timeouts the runtime uses: no call
 // waits much more than 500 ms for an unreachable Redis.
-func fastClient(t testing.TB, addr string) *redis.Client {
-	t.Helper()
-	c := redis.NewClient(&redis.Options{
-		Addr:                  addr,
-		DialTimeout:           500 * time.Millisecond,
-		ReadTimeout:           500 * time.Millisecond,
-		WriteTimeout:          500 * time.Millisecond,
-		PoolTimeout:           500 * time.Millisecond,
-		MaxRetries:            -1,
-		DialerRetries:         1,
-		ContextTimeoutEnabled: true,
-	})
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
+func fastClient(t testing.TB, addr string) *redis.Client { return redistest.Client(t, addr) }
 
 // adminClient is a plain client for inspecting the server from the test.
 func adminClient(t testing.TB, addr string) *redis.Client {
