@@ -18,6 +18,15 @@ const noPipelinePool = -1
 // dialerRetryTimeout is the pause between dial attempts when DialerRetries > 1.
 const dialerRetryTimeout = 100 * time.Millisecond
 
+// clusterStateReload bounds how old a cluster client's slot map may get
+// before a command triggers a background CLUSTER SLOTS. go-redis v9.23
+// reloads on MOVED/ASK or every 60 s by default; after a master dies, no
+// MOVED arrives (its slots' commands fail to dial the dead address), so the
+// client kept dialing it for 60 s after its replica took over, and the
+// runtime stayed down that long (TestRuntimeClusterMasterFailover, -tags
+// scale). It costs at most one CLUSTER SLOTS per client per period.
+const clusterStateReload = 2 * time.Second
+
 type timeouts struct {
 	dial, read, write, pool time.Duration
 	keepAlive               time.Duration
@@ -109,5 +118,7 @@ func clusterOptions(cfg config.Redis, t timeouts) *redis.ClusterOptions {
 		DialerRetries:         t.dialRetries,
 		DialerRetryTimeout:    dialerRetryTimeout,
 		PipelinePoolSize:      noPipelinePool,
+
+		ClusterStateReloadInterval: clusterStateReload,
 	}
 }

@@ -1,3 +1,3 @@
-// Package scaletest runs asynq against real Redis Sentinel and Redis Cluster
-// fixtures, to find out which features survive failover and sharding; it holds only tests.
+// Package scaletest runs asynq, the taskhost runtime and worker processes
+// against real Redis Sentinel and Cluster fixtures; it holds only tests.
 package scaletest
