@@ -1,9 +1,12 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -19,10 +22,20 @@ import (
 
 // queue is asynq's side of the worker.
 type queue struct {
-	server    *asynq.Server
+	// servers are the fetchers (fetchers.go): asynq servers sharing the
+	// concurrency, the mux and the middleware.
+	servers   []*asynq.Server
 	scheduler *asynq.Scheduler
 	inspector *asynq.Inspector
 	mux       *asynq.ServeMux
+	// release ends a subscriber's wait for Redis (see queueClient); asynq's
+	// server shutdown waits for the subscriber goroutine.
+	release func()
+	// hub hands out wake-ups to idle fetchers (wakeup.go); nil with
+	// worker.wakeup: off. halt ends their waits when fetching stops.
+	hub      *wakeHub
+	halt     chan struct{}
+	haltOnce sync.Once
 }
 
 // newQueue builds asynq's server, scheduler and inspector on rdb. None of
@@ -32,8 +45,13 @@ func newQueue(rdb redis.UniversalClient, cfg config.Config, log *slog.Logger) *q
 	alog := asynqLogger{l: log.With("component", "asynq")}
 	level := asynqLevel(cfg.Log)
 	w := cfg.Worker
-	q := &queue{mux: asynq.NewServeMux()}
-	q.server = asynq.NewServerFromRedisClient(rdb, asynq.Config{
+	q := &queue{mux: asynq.NewServeMux(), release: func() {}, halt: make(chan struct{})}
+	raw, ready, await := rdb, func() bool { return true }, func(context.Context) bool { return true }
+	if qc, ok := rdb.(*queueClient); ok {
+		q.release = qc.release
+		raw, ready, await = qc.UniversalClient, qc.ready, qc.waitReady
+	}
+	base := asynq.Config{
 		Concurrency:     w.Concurrency,
 		Queues:          w.Queues,
 		StrictPriority:  w.StrictPriority,
@@ -48,7 +66,37 @@ func newQueue(rdb redis.UniversalClient, cfg config.Config, log *slog.Logger) *q
 		LogLevel:                 level,
 		// The state monitor watches Redis; asynq's own check would only log.
 		HealthCheckFunc: func(error) {},
-	})
+	}
+	queues := make([]string, 0, len(w.Queues))
+	for name := range w.Queues {
+		queues = append(queues, name)
+	}
+	if wakeup := strings.ToLower(w.Wakeup); wakeup != WakeupOff {
+		pollOnly := ""
+		switch {
+		case wakeup == WakeupPoll:
+			pollOnly = "worker.wakeup is poll"
+		case cfg.Redis.Mode == config.ModeCluster:
+			pollOnly = "Redis Cluster (keyspace notifications are per node)"
+		case cfg.Redis.Mode == config.ModeEmbedded:
+			pollOnly = "the embedded Redis has no keyspace notifications"
+		}
+		q.hub = newWakeHub(raw, ready, await, queues, w.Fetchers, pollOnly, log.With("component", "queue"))
+	}
+	var pipe redis.Cmdable
+	if w.AutoPipeline && len(concurrencyShares(w.Concurrency, w.Fetchers)) > 1 {
+		// With one fetcher, batches of task-done scripts delay its dequeues
+		// (measured: -20% drain throughput); several fetchers hide that.
+		pipe = autoPipeliner(raw, log.With("component", "queue"))
+	}
+	for i, c := range serverConfigs(base, w.Fetchers, q.hub != nil) {
+		fc := newFetchClient(rdb, q.hub, pipe, q.halt, queues, notifyWait, log.With("component", "queue"))
+		if i > 0 {
+			fc.idle = notifyWaitExtra
+			fc.standby = standbyWhileDown(ready, await)
+		}
+		q.servers = append(q.servers, asynq.NewServerFromRedisClient(fc, c))
+	}
 	q.scheduler = asynq.NewSchedulerFromRedisClient(rdb, &asynq.SchedulerOpts{
 		Logger:   alog,
 		LogLevel: level,
@@ -80,24 +128,37 @@ func retryDelay(base, max time.Duration) asynq.RetryDelayFunc {
 	}
 }
 
-// start starts the server with handler, then the scheduler.
+// start starts the wake-ups, the servers with handler, then the scheduler.
+// A failure shuts down what started.
 func (q *queue) start(handler asynq.Handler) error {
-	if err := q.server.Start(handler); err != nil {
-		return err
+	if q.hub != nil {
+		q.hub.start()
+	}
+	for i, s := range q.servers {
+		if err := s.Start(handler); err != nil {
+			q.shutdownServers(q.servers[:i])
+			return err
+		}
 	}
 	if err := q.scheduler.Start(); err != nil {
-		q.server.Shutdown()
+		q.shutdownServers(q.servers)
 		return err
 	}
 	return nil
 }
 
-// stopFetching stops taking new tasks; in-flight tasks continue (SIGTSTP).
-func (q *queue) stopFetching() { q.server.Stop() }
+// stopFetching stops taking new tasks on every server; in-flight tasks
+// continue (SIGTSTP).
+func (q *queue) stopFetching() {
+	q.haltOnce.Do(func() { close(q.halt) })
+	parallel(q.servers, (*asynq.Server).Stop)
+}
 
-// shutdown stops the scheduler, then the server, which waits up to the
-// shutdown timeout for in-flight tasks and requeues the rest.
+// shutdown stops the scheduler, then the servers: fetching first on all,
+// then each waits up to the shutdown timeout for its in-flight tasks and
+// requeues the rest, all at once.
 func (q *queue) shutdown() {
+	q.release()
 	q.scheduler.Shutdown()
-	q.server.Shutdown()
+	q.shutdownServers(q.servers)
 }

@@ -37,6 +37,7 @@ func (r *Runtime) registerObservability() error {
 	o := &observer{}
 	r.obs = o
 	r.rdb.AddHook(connHook{o})
+	r.probe.AddHook(connHook{o}) // the monitor's probes dial the current master too
 	// closeConnection runs r.unsub, also after a Stop without Start.
 	r.unsub = append(r.unsub, r.monitor.Subscribe(o.onState))
 

@@ -187,6 +187,7 @@ func (r *Runtime) closeConnection() {
 	_ = r.limits.Close()
 	_ = r.qrdb.Close()
 	_ = r.rdb.Close()
+	_ = r.probe.Close()
 	if r.embedded != nil {
 		r.embedded.Close()
 	}

@@ -101,18 +101,25 @@ func observeMiddleware(log *slog.Logger, obs taskObserver) asynq.MiddlewareFunc 
 					obs.TaskFinished()
 					obs.ObserveTask(t.Type(), queue, out, d)
 				}
-				attrs := []any{"task_id", id, "type", t.Type(), "queue", queue, "retry", retried,
-					"duration", d, "outcome", out}
+				level, msg := slog.LevelInfo, "task done"
 				switch out {
-				case OutcomeSuccess:
-					log.Info("task done", attrs...)
 				case OutcomeRateLimited:
-					log.Debug("task rate limited", append(attrs, "error", errString(err))...)
+					level, msg = slog.LevelDebug, "task rate limited"
 				case OutcomePanic:
-					log.Error("task panicked", attrs...)
-				default:
-					log.Warn("task failed", append(attrs, "error", errString(err))...)
+					level, msg = slog.LevelError, "task panicked"
+				case OutcomeFailure, OutcomeArchived:
+					level, msg = slog.LevelWarn, "task failed"
 				}
+				if !log.Enabled(ctx, level) {
+					return
+				}
+				attrs := []slog.Attr{slog.String("task_id", id), slog.String("type", t.Type()),
+					slog.String("queue", queue), slog.Int("retry", retried),
+					slog.Duration("duration", d), slog.String("outcome", out)}
+				if err != nil && out != OutcomePanic {
+					attrs = append(attrs, slog.String("error", err.Error()))
+				}
+				log.LogAttrs(ctx, level, msg, attrs...)
 			}()
 			err = next.ProcessTask(ctx, t)
 			panicked = false
@@ -189,11 +196,4 @@ func (e *roundedLimitError) As(target any) bool {
 		return true
 	}
 	return false
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }

@@ -56,8 +56,19 @@ func New(cfg config.Config, opts Options) (*Runtime, error) {
 		_ = r.rdb.Close()
 		return nil, fmt.Errorf("%w: redis: %v", config.ErrInvalid, err)
 	}
-	r.monitor = redisconn.NewMonitor(r.rdb, redisconn.MonitorOptionsFrom(cfg.Redis, log))
-	qraw.AddHook(r.monitor.Hook()) // asynq's traffic tells the monitor too
+	// The monitor probes on a one-connection client of its own, so an
+	// application that fills the shared pool is not mistaken for an outage.
+	probeCfg := cfg.Redis
+	probeCfg.PoolSize, probeCfg.MinIdleConns = 1, 0
+	if r.probe, err = redisconn.NewClient(probeCfg, redisconn.WithLogger(clog)); err != nil {
+		_ = r.rdb.Close()
+		_ = qraw.Close()
+		return nil, fmt.Errorf("%w: redis: %v", config.ErrInvalid, err)
+	}
+	r.monitor = redisconn.NewMonitor(r.probe, redisconn.MonitorOptionsFrom(cfg.Redis, log))
+	// Failures and recoveries seen by either pool reach the monitor at once.
+	r.rdb.AddHook(r.monitor.Hook())
+	qraw.AddHook(r.monitor.Hook())
 	r.qrdb = newQueueClient(qraw, r.monitor.Ready, func(ctx context.Context) bool {
 		return r.monitor.Wait(ctx, redisconn.Ready) == nil
 	})
@@ -121,6 +132,7 @@ func (r *Runtime) closeEarly() {
 	}
 	_ = r.qrdb.Close()
 	_ = r.rdb.Close()
+	_ = r.probe.Close()
 }
 
 // CheckPlugins reports, as a config error, plugin IDs in cfg that are not

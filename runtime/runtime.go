@@ -53,6 +53,7 @@ type Runtime struct {
 	embedded *miniredis.Miniredis
 	rdb      redis.UniversalClient // application pool: cache, limiter, health, client
 	qrdb     redis.UniversalClient // queue pool: asynq only
+	probe    redis.UniversalClient // the monitor's own one-connection client
 	monitor  *redisconn.Monitor
 
 	cache   *cache.Cache

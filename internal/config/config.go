@@ -97,6 +97,18 @@ type Worker struct {
 	MaxRetry        int            `koanf:"max_retry"`    // default for tasks enqueued by taskhost's client
 	RetryBaseDelay  time.Duration  `koanf:"retry_base_delay"`
 	RetryMaxDelay   time.Duration  `koanf:"retry_max_delay"`
+	// Fetchers is how many asynq servers share Concurrency, each fetching
+	// tasks on its own (see runtime/fetchers.go).
+	Fetchers int `koanf:"fetchers"`
+	// Wakeup selects how idle fetchers learn of new tasks: auto (Redis
+	// keyspace notifications where allowed, else adaptive polling), poll
+	// (adaptive polling only; never CONFIG SET) or off (asynq's own 1 s poll).
+	Wakeup string `koanf:"wakeup"`
+	// AutoPipeline batches asynq's scripts other than the dequeue (task
+	// done, retry, archive...) from concurrent workers into pipelines, with
+	// go-redis' AutoPipeline, when there are 2 or more fetchers. Standalone
+	// and sentinel modes.
+	AutoPipeline bool `koanf:"autopipeline"`
 }
 
 // Health configures the admin HTTP listener.
@@ -176,6 +188,9 @@ func Default() Config {
 			MaxRetry:        25,
 			RetryBaseDelay:  time.Second,
 			RetryMaxDelay:   time.Hour,
+			Fetchers:        4,
+			Wakeup:          "auto",
+			AutoPipeline:    true,
 		},
 		Health:    Health{Addr: "127.0.0.1:8080", Detail: "full", Timeout: time.Second},
 		Cache:     Cache{MaxValueBytes: 1 << 20, Memory: CacheMemory{MaxEntries: 10000}},

@@ -37,6 +37,8 @@ const (
 	formQueues        = "a map of queue name to weight (name=weight,name=weight in the environment)"
 	formWeight        = "a queue weight (integer >= 1; asynq v0.26.0 silently ignores a queue whose weight is <= 0)"
 	formMaxRetry      = "a retry count (integer >= 0)"
+	formFetchers      = "a fetcher count (integer >= 1)"
+	formWakeup        = "a wake-up source (auto, poll or off)"
 	formLevel         = "a log level (debug, info, warn or error)"
 	formFormat        = "a log format (text or json)"
 	formDetail        = "a detail level (full or minimal)"
@@ -64,6 +66,8 @@ var keyForms = map[string]string{
 	"worker.concurrency":       formConcurrency,
 	"worker.queues":            formQueues,
 	"worker.max_retry":         formMaxRetry,
+	"worker.fetchers":          formFetchers,
+	"worker.wakeup":            formWakeup,
 	"log.level":                formLevel,
 	"log.format":               formFormat,
 	"health.addr":              formListen,
@@ -346,6 +350,8 @@ func (w Worker) check(k check) {
 	k.min("worker.max_retry", int64(w.MaxRetry), 0, formMaxRetry)
 	k.positive("worker.retry_base_delay", w.RetryBaseDelay)
 	k.positive("worker.retry_max_delay", w.RetryMaxDelay)
+	k.min("worker.fetchers", int64(w.Fetchers), 1, formFetchers)
+	k.oneOf("worker.wakeup", w.Wakeup, formWakeup, "auto", "poll", "off")
 	if w.RetryBaseDelay > 0 && w.RetryMaxDelay > 0 && w.RetryBaseDelay > w.RetryMaxDelay {
 		k.ps.add("worker.retry_base_delay", fmt.Sprintf("%s is more than worker.retry_max_delay (%s); expected retry_base_delay <= retry_max_delay", w.RetryBaseDelay, w.RetryMaxDelay))
 	}

@@ -183,12 +183,19 @@ plugins:
 	}
 	byProc, err := rc.HGetAll(ctx, noopProcKey).Result()
 	require.NoError(t, err)
-	total := 0
+	total, sharing := 0, 0
 	for _, pid := range pids {
 		c, _ := strconv.Atoi(byProc[strconv.Itoa(pid)])
 		res.perWorker = append(res.perWorker, c)
 		total += c
-		require.Positive(t, c, "worker %d took a share", pid)
+		if c > 0 {
+			sharing++
+		}
+	}
+	// An unpause pushes nothing, so a worker waiting for a wake-up may find
+	// the queue drained by the others; the work must still be shared.
+	if workers > 1 {
+		require.GreaterOrEqual(t, sharing, 2, "the workers shared the queue: %v", res.perWorker)
 	}
 	require.Equal(t, n, total, "every run was made by one of the workers")
 
