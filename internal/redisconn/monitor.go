@@ -46,6 +46,7 @@ type Monitor struct {
 	lastReason string
 	backoff    time.Duration
 	lastProbe  time.Time
+	probes     uint64 // successful pings, for spacing the empty-restart check
 }
 
 // NewMonitor returns a monitor of client in state Connecting and adds its hook
