@@ -157,7 +157,9 @@ func TestLimiterWait(t *testing.T) {
 	res, err := l.Wait(ctx, "")
 	require.NoError(t, err)
 	require.False(t, res.Reached)
-	require.False(t, time.Now().Before(first.Reset), "Wait returns once the window has reset")
+	// Reset is computed from the key's remaining TTL as the reply arrives, so
+	// on a loaded machine it can trail Redis's own expiry by a few ms.
+	require.False(t, time.Now().Add(50*time.Millisecond).Before(first.Reset), "Wait returns once the window has reset")
 
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
