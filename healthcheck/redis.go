@@ -99,13 +99,7 @@ func ReachableNodes(text string) int64 {
 // CLUSTER INFO reply; ReachableNodes is left zero.
 func ParseClusterInfo(text string) ClusterInfo {
 	var ci ClusterInfo
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		key, val, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
-		if !ok {
-			continue
-		}
-		i, _ := strconv.ParseInt(val, 10, 64)
+	eachField(text, func(key, val string, i int64) {
 		switch key {
 		case "cluster_state":
 			ci.State = val
@@ -116,7 +110,7 @@ func ParseClusterInfo(text string) ClusterInfo {
 		case "cluster_known_nodes":
 			ci.KnownNodes = i
 		}
-	}
+	})
 	return ci
 }
 
@@ -124,13 +118,7 @@ func ParseClusterInfo(text string) ClusterInfo {
 // DBSize is not in INFO and is left zero; unknown or malformed fields are skipped.
 func ParseInfo(text string) RedisInfo {
 	var info RedisInfo
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		key, val, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
-		if !ok {
-			continue
-		}
-		i, _ := strconv.ParseInt(val, 10, 64)
+	eachField(text, func(key, val string, i int64) {
 		switch key {
 		case "redis_version":
 			info.Version = val
@@ -147,8 +135,22 @@ func ParseInfo(text string) RedisInfo {
 		case "connected_clients":
 			info.ConnectedClients = i
 		}
-	}
+	})
 	return info
+}
+
+// eachField calls fn with each "key:value" line of an INFO-style reply and
+// the value read as an integer (0 when it is not one); other lines are skipped.
+func eachField(text string, fn func(key, val string, i int64)) {
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		key, val, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
+		if !ok {
+			continue
+		}
+		i, _ := strconv.ParseInt(val, 10, 64)
+		fn(key, val, i)
+	}
 }
 
 // QueueInspector is the part of *asynq.Inspector that QueuesFunc uses.
