@@ -38,7 +38,7 @@ const (
 	formWeight        = "a queue weight (integer >= 1; asynq v0.26.0 silently ignores a queue whose weight is <= 0)"
 	formMaxRetry      = "a retry count (integer >= 0)"
 	formFetchers      = "a fetcher count (integer >= 1)"
-	formWakeup        = "a wake-up source (auto, poll or off)"
+	formWakeup        = "a wake-up source (auto, notify, poll or off)"
 	formLevel         = "a log level (debug, info, warn or error)"
 	formFormat        = "a log format (text or json)"
 	formDetail        = "a detail level (full or minimal)"
@@ -351,7 +351,7 @@ func (w Worker) check(k check) {
 	k.positive("worker.retry_base_delay", w.RetryBaseDelay)
 	k.positive("worker.retry_max_delay", w.RetryMaxDelay)
 	k.min("worker.fetchers", int64(w.Fetchers), 1, formFetchers)
-	k.oneOf("worker.wakeup", w.Wakeup, formWakeup, "auto", "poll", "off")
+	k.oneOf("worker.wakeup", w.Wakeup, formWakeup, "auto", "notify", "poll", "off")
 	if w.RetryBaseDelay > 0 && w.RetryMaxDelay > 0 && w.RetryBaseDelay > w.RetryMaxDelay {
 		k.ps.add("worker.retry_base_delay", fmt.Sprintf("%s is more than worker.retry_max_delay (%s); expected retry_base_delay <= retry_max_delay", w.RetryBaseDelay, w.RetryMaxDelay))
 	}

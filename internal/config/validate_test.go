@@ -95,7 +95,7 @@ func TestValidateRules(t *testing.T) {
 		{"retry delay order", func(c *Config) { c.Worker.RetryBaseDelay = 2 * time.Hour }, "worker.retry_base_delay",
 			"2h0m0s is more than worker.retry_max_delay (1h0m0s)"},
 		{"fetchers", func(c *Config) { c.Worker.Fetchers = 0 }, "worker.fetchers", "0 is not a fetcher count (integer >= 1)"},
-		{"wakeup", func(c *Config) { c.Worker.Wakeup = "push" }, "worker.wakeup", `"push" is not a wake-up source (auto, poll or off)`},
+		{"wakeup", func(c *Config) { c.Worker.Wakeup = "push" }, "worker.wakeup", `"push" is not a wake-up source (auto, notify, poll or off)`},
 		{"log level", func(c *Config) { c.Log.Level = "trace" }, "log.level", `"trace" is not a log level (debug, info, warn or error)`},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, "log.format", `"xml" is not a log format (text or json)`},
 		{"health addr", func(c *Config) { c.Health.Addr = "8080" }, "health.addr",
