@@ -155,7 +155,7 @@ type wakeHub struct {
 
 // hubConfig configures a wakeHub.
 type hubConfig struct {
-	rdb   redis.UniversalClient // the raw queue client
+	rdb redis.UniversalClient // the raw queue client
 	// block builds, at start, a client of its own for the blocking reads,
 	// which the hub closes at stop; nil: no blocking reads.
 	block func() (redis.UniversalClient, error)
