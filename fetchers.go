@@ -275,8 +275,11 @@ func (f *fetchClient) waitRerun(ctx context.Context, round []dequeueCall) *redis
 	for {
 		live := f.hub.live.Load()
 		d := f.idle
-		if !live {
+		switch {
+		case !live:
 			d = f.hub.pollWait(f.idle)
+		case f.hub.source() == WakeupBlock:
+			d = max(d, blockLook)
 		}
 		f.hub.enterWait()
 		key, woke := f.hub.wait(f.halt, d-time.Since(start))

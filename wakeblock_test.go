@@ -330,3 +330,23 @@ func TestWakeupOnCluster(t *testing.T) {
 	lat := e.latencies()
 	t.Logf("start latency over %d queues: p50 %s, max %s", n, percentile(lat, 0.5), percentile(lat, 1))
 }
+
+// With the blocking reads, an unpause is noticed without the fetchers' own
+// look (a minute away here): the tasks of a paused queue wake a fetcher each
+// time the queue's mute ends.
+func TestWakeupUnpauseNoticedByWakeups(t *testing.T) {
+	t.Parallel()
+	e := spdSetup(t, func(c *taskhost.Config) { c.Worker.Fetchers = 2 })
+	e.startSlowLook(t, nil)
+	e.waitIdle(t, 2)
+	require.NoError(t, e.ins.PauseQueue("default"))
+	for range 5 {
+		e.enqueue(t)
+	}
+	time.Sleep(1500 * time.Millisecond) // the queue is muted at least once
+	require.Zero(t, e.rec.count(), "a task of a paused queue started")
+	t0 := time.Now()
+	require.NoError(t, e.ins.UnpauseQueue("default"))
+	e.waitCount(t, 5, 10*time.Second)
+	t.Logf("unpause noticed after %s", time.Since(t0).Round(time.Millisecond))
+}
