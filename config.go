@@ -123,6 +123,10 @@ type HealthConfig struct {
 	Addr    string        `koanf:"addr"`
 	Detail  string        `koanf:"detail"` // full|minimal
 	Timeout time.Duration `koanf:"timeout"`
+	// Pprof serves Go's profiles (net/http/pprof) at /debug/pprof/ on the
+	// admin listener: off by default; a listener that is not loopback
+	// needs the ui.auth credentials.
+	Pprof bool `koanf:"pprof"`
 }
 
 // Cache configures the cache store.

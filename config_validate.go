@@ -153,6 +153,7 @@ func (c Config) problems() config.Problems {
 		k.not("outbox.drain_rate", c.Outbox.DrainRate, formDrainRate)
 	}
 	c.checkUI(k)
+	c.checkPprof(k)
 	return ps
 }
 
@@ -362,6 +363,16 @@ func (c Config) checkUI(k check) {
 	if !isLoopback(addr) && !basic && ui.Auth.Token == "" {
 		k.ps.Add("ui.auth", fmt.Sprintf("required when the UI listens on %q (%s), which is not loopback: "+
 			"set ui.auth.username and ui.auth.password, or ui.auth.token, or listen on 127.0.0.1", addr, from))
+	}
+}
+
+// checkPprof requires credentials for the pprof endpoints on a listener
+// that is not loopback.
+func (c Config) checkPprof(k check) {
+	a := c.UI.Auth
+	if c.Health.Pprof && !isLoopback(c.Health.Addr) && !(a.Username != "" && a.Password != "") && a.Token == "" {
+		k.ps.Add("health.pprof", fmt.Sprintf("needs the ui.auth credentials (ui.auth.username and ui.auth.password, or ui.auth.token) "+
+			"when health.addr %q is not loopback, or listen on 127.0.0.1", c.Health.Addr))
 	}
 }
 

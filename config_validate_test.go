@@ -120,6 +120,8 @@ func TestValidateRules(t *testing.T) {
 			`required when the UI listens on ":8081" (ui.addr), which is not loopback`},
 		{"ui username only", func(c *Config) { c.UI.Enabled = true; c.UI.Auth.Username = "admin" }, "ui.auth.password", "required when ui.auth.username is set"},
 		{"ui password only", func(c *Config) { c.UI.Enabled = true; c.UI.Auth.Password = "pw" }, "ui.auth.username", "required when ui.auth.password is set"},
+		{"pprof open", func(c *Config) { c.Health.Pprof = true; c.Health.Addr = ":8080" }, "health.pprof",
+			`needs the ui.auth credentials (ui.auth.username and ui.auth.password, or ui.auth.token) when health.addr ":8080" is not loopback`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

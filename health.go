@@ -284,6 +284,7 @@ func (r *Runtime) startHTTP() error {
 func (r *Runtime) adminMux() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/", r.healthHandler())
+	r.mountPprof(mux)
 	if err := r.mountUI(mux); err != nil {
 		return nil, err
 	}
