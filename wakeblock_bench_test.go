@@ -17,15 +17,15 @@ import (
 // was pushed to an empty pending list: the time from the LPUSH's reply to
 // the waiter's wake-up, on a 2-core machine shared with other work.
 //
-//	go test -run '^$' -bench BenchmarkWakeSources -benchtime 2000x .
+//		go test -run '^$' -bench BenchmarkWakeSources -benchtime 2000x .
 //
-//   - blmove: BLMOVE pending pending LEFT LEFT on a connection of its own
-//     (the default source); needs nothing from the server's config.
-//   - keyspace: a subscription to the list's keyspace channel, with
-//     notify-keyspace-events set to Kl (CONFIG SET; worker.wakeup: notify).
-//   - publish: the enqueuer sends PUBLISH after its LPUSH, in one pipeline;
-//     only tasks from such a client would wake a worker, not those of a
-//     plain asynq.Client or of asynq's forwarder.
+//	  - blmove: BLMOVE pending pending LEFT LEFT on a connection of its own
+//	    (the default source); needs nothing from the server's config.
+//	  - keyspace: a subscription to the list's keyspace channel, with
+//	    notify-keyspace-events set to Kl (CONFIG SET; worker.wakeup: notify).
+//	  - publish: the enqueuer sends PUBLISH after its LPUSH, in one pipeline;
+//	    only tasks from such a client would wake a worker, not those of a
+//	    plain asynq.Client or of asynq's forwarder.
 //
 // Each push follows an idle gap of 1 ms, as a sparse stream's would. It
 // reports the p50 and p99 in microseconds (ns/op counts the gaps too).
