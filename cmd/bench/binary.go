@@ -42,7 +42,7 @@ func (h *harness) startChild(name string, spec childSpec) (*child, error) {
 	if h.opts.taskhostMode == modeLibrary {
 		return startChild(h.exe, name, spec)
 	}
-	base := filepath.Join(h.workDir, fmt.Sprintf("r%d-%s", h.round, strings.ReplaceAll(name, " ", "-")))
+	base := filepath.Join(h.workDir, fmt.Sprintf("r%d-%s", h.round, strings.NewReplacer(" ", "-", ":", "-").Replace(name)))
 	if spec.side == sideBare {
 		return startProcess(h.exe, name, spec.args(), base+".log")
 	}
@@ -55,7 +55,7 @@ func (h *harness) startChild(name string, spec childSpec) (*child, error) {
 	if err := os.WriteFile(cfgPath, []byte(binaryConfig(spec, addr)), 0o600); err != nil {
 		return nil, err
 	}
-	c, err := startProcess(h.exe, name, []string{workerFlag, "-config", cfgPath}, base+".log")
+	c, err := startProcess(h.exe, name, []string{workerFlag, "-config", cfgPath}, base+".log", h.variantEnv[spec.side]...)
 	if err != nil {
 		return nil, err
 	}

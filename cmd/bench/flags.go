@@ -33,6 +33,7 @@ type options struct {
 	sparseN            int
 	sparseMin          time.Duration
 	sparseMax          time.Duration
+	variants           string // -variants: compare worker settings in the drain
 }
 
 // Phases a run can be limited to with -phases.
@@ -80,6 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.taskhostMode, "taskhost", modeBinary, "how the taskhost side runs: binary (the worker command with a config file, its log in a file, as users run it) or library (runtime.New in the child, log to io.Discard)")
 	fs.BoolVar(&o.noConfig, "no-config", false, "start the harness's redis-servers with CONFIG renamed away, as managed services that refuse it")
 	fs.StringVar(&o.logDir, "log-dir", "", "binary mode: keep the children's config files and logs in `dir` (default: a temporary directory, removed)")
+	fs.StringVar(&o.variants, "variants", "", "compare variants of the worker command in the drain only: `name=ENV=value ENV=value;name2=...` (environment overrides of its config or of Go's runtime)")
 	fs.IntVar(&o.sparseN, "sparse-n", 20, "tasks of the sparse phase, each enqueued after a random gap")
 	fs.StringVar(&gap, "sparse-gap", "1s-5s", "range of the sparse phase's gaps, `min-max`")
 	fs.StringVar(&phases, "phases", strings.Join(allPhases, ","), "comma-separated phases to run: drain, latency, idle (idle then Redis down), enqueue")

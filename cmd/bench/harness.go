@@ -43,6 +43,24 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		printReport(stdout, rep)
 		return 0
 	}
+	if opts.variants != "" {
+		vs, err := parseVariants(opts.variants)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench: -variants:", err)
+			return 2
+		}
+		h, closeAll, err := newHarness(ctx, opts, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+		defer closeAll()
+		if err := runVariants(ctx, h, vs, stdout); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+		return 0
+	}
 	rep, err := runHarness(ctx, opts, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
@@ -97,8 +115,10 @@ type harness struct {
 	insp     *asynq.Inspector // checks that queues are as expected
 	ownRedis bool             // redis-server is on PATH: idle, down and outbox use their own
 	workDir  string           // binary mode: the children's config and log files
-	progress io.Writer
-	round    int
+	// variantEnv is the environment of each -variants side.
+	variantEnv map[string][]string
+	progress   io.Writer
+	round      int
 	// samples[side][key] holds one value per round.
 	samples map[string]map[string][]float64
 	// commands[side][what] is a Redis command breakdown (last round).

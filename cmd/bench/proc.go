@@ -40,10 +40,13 @@ func startChild(exe, name string, spec childSpec) (*child, error) {
 	return startProcess(exe, name, spec.args(), "")
 }
 
-// startProcess starts exe with args; its stderr goes to logPath, or to an
-// in-memory tail when logPath is "".
-func startProcess(exe, name string, args []string, logPath string) (*child, error) {
+// startProcess starts exe with args, and env added to the environment; its
+// stderr goes to logPath, or to an in-memory tail when logPath is "".
+func startProcess(exe, name string, args []string, logPath string, env ...string) (*child, error) {
 	cmd := exec.Command(exe, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	c := &child{name: name, cmd: cmd, events: make(chan event, 16), stderr: &tail{max: 4096}, exited: make(chan struct{}), logPath: logPath}
 	cmd.Stderr = c.stderr
