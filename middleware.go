@@ -80,9 +80,14 @@ func outcome(ctx context.Context, err error, panicked bool) string {
 	return OutcomeFailure
 }
 
-// observeMiddleware logs each task's id, type, queue, retry count, duration
-// and outcome, and reports it to obs. It sees panics as they unwind, before
-// the recovery middleware outside it turns them into errors.
+// observeMiddleware reports each task's outcome and duration to obs, and
+// logs its id, type, queue, retry count, duration and outcome: a failure at
+// WARN, a panic at ERROR, a success or a rate-limited task at DEBUG only.
+// asynq and River log nothing per successful task either; at info the line
+// cost a quarter of the worker's CPU per task in a drain, most of it the
+// write of the line (docs/benchmarks.md, issue 18). The metrics count every
+// outcome. It sees panics as they unwind, before the recovery middleware
+// outside it turns them into errors.
 func observeMiddleware(log *slog.Logger, obs taskObserver) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) (err error) {
@@ -94,14 +99,12 @@ func observeMiddleware(log *slog.Logger, obs taskObserver) asynq.MiddlewareFunc 
 			defer func() {
 				d := time.Since(start)
 				out := outcome(ctx, err, panicked)
-				id, _ := asynq.GetTaskID(ctx)
 				queue, _ := asynq.GetQueueName(ctx)
-				retried, _ := asynq.GetRetryCount(ctx)
 				if obs != nil {
 					obs.TaskFinished()
 					obs.ObserveTask(t.Type(), queue, out, d)
 				}
-				level, msg := slog.LevelInfo, "task done"
+				level, msg := slog.LevelDebug, "task done"
 				switch out {
 				case OutcomeRateLimited:
 					level, msg = slog.LevelDebug, "task rate limited"
@@ -113,6 +116,8 @@ func observeMiddleware(log *slog.Logger, obs taskObserver) asynq.MiddlewareFunc 
 				if !log.Enabled(ctx, level) {
 					return
 				}
+				id, _ := asynq.GetTaskID(ctx)
+				retried, _ := asynq.GetRetryCount(ctx)
 				attrs := []slog.Attr{slog.String("task_id", id), slog.String("type", t.Type()),
 					slog.String("queue", queue), slog.Int("retry", retried),
 					slog.Duration("duration", d), slog.String("outcome", out)}
