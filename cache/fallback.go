@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskhost/taskhost/internal/connerr"
 )
 
 // Cache is the fallback store: it routes to Redis while it is marked ready
@@ -16,8 +18,8 @@ import (
 // SetRedisReady (by the runtime's connection monitor) and does not decide it;
 // it starts not ready, on memory.
 //
-// While marked ready, a call whose Redis command fails with a connection-type
-// error (IsConnError) is served from memory, and the error is reported to
+// While marked ready, a call whose Redis command fails because Redis cannot
+// serve (unreachable, timed out, LOADING, READONLY...) is served from memory, and the error is reported to
 // Options.OnRedisError; the state does not change. While not ready, no call
 // touches Redis, so none waits for a dial. When marked ready again, the memory
 // entries are dropped, so nothing written during the outage is served later.
@@ -126,7 +128,7 @@ func (f *Cache) redisFailed(ctx context.Context, err error) bool {
 		}
 		return false
 	}
-	if ctx.Err() != nil || !IsConnError(err) {
+	if !connerr.DownFor(ctx, err) {
 		return false
 	}
 	f.redisErrors.Add(1)

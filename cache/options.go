@@ -31,7 +31,7 @@ type Options struct {
 	Logger *slog.Logger
 	// OnRedisError, when set, is called by the fallback store (New) for each
 	// call that was routed to Redis while it was marked ready and failed with
-	// a connection-type error (see IsConnError); that call was served from
+	// a connection-type error (unreachable, timed out, LOADING, READONLY...); that call was served from
 	// memory instead. It runs on the caller's goroutine and must not block.
 	// The runtime uses it to nudge its connection monitor.
 	OnRedisError func(error)
