@@ -14,6 +14,7 @@ type Config struct {
 	RateLimit RateLimit                 `koanf:"ratelimit"`
 	Outbox    Outbox                    `koanf:"outbox"`
 	UI        UI                        `koanf:"ui"`
+	Tracing   Tracing                   `koanf:"tracing"`
 	Plugins   map[string]map[string]any `koanf:"plugins"`
 }
 
@@ -157,6 +158,19 @@ type UIAuth struct {
 	Username string `koanf:"username"`
 	Password string `koanf:"password"`
 	Token    string `koanf:"token"`
+}
+
+// Tracing configures OpenTelemetry tracing beyond what the standard OTEL_*
+// environment variables say (they configure the exporter, sampler and
+// resource; see docs/observability.md).
+type Tracing struct {
+	// Enabled turns tracing on even when no OTEL_EXPORTER_OTLP_ENDPOINT is
+	// set (spans then go to http://localhost:4318). OTEL_SDK_DISABLED=true
+	// keeps it off either way.
+	Enabled bool `koanf:"enabled"`
+	// RedisCommands adds a span per Redis command made in a task's or an
+	// enqueue's context, through go-redis' own instrumentation. Chatty.
+	RedisCommands bool `koanf:"redis_commands"`
 }
 
 // Default returns the built-in defaults, the first layer.
