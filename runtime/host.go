@@ -46,7 +46,7 @@ func (h *host) HandleFunc(taskType string, fn asynq.HandlerFunc) {
 }
 
 func (h *host) Schedule(cronspec string, task *asynq.Task, opts ...asynq.Option) (string, error) {
-	id, err := h.rt.queue.scheduler.Register(cronspec, task, opts...)
+	id, err := h.rt.queue.scheduler.Register(cronspec, h.rt.scheduled(task), opts...)
 	if err != nil {
 		return "", fmt.Errorf("plugin %s: schedule %q for %s: %w", h.id, cronspec, task.Type(), err)
 	}

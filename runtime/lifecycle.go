@@ -165,7 +165,8 @@ func (r *Runtime) Run(ctx context.Context) error {
 }
 
 // closeConnection closes, in order, the outbox client, the monitor, the
-// Redis clients and the embedded Redis. The clients close last of all.
+// Redis clients and the embedded Redis, then exports the spans still
+// buffered. The clients close last of all.
 func (r *Runtime) closeConnection() {
 	for _, u := range r.unsub {
 		u()
@@ -191,10 +192,11 @@ func (r *Runtime) closeConnection() {
 	if r.embedded != nil {
 		r.embedded.Close()
 	}
+	r.stopTracing()
 }
 
-// handler is the mux behind the middleware, from the outside in: panic
-// recovery; logging and metrics; the default task timeout; rounding a rate
+// handler is the mux behind the middleware, from the outside in: the
+// task's span (only with tracing on); panic recovery; logging and metrics; the default task timeout; rounding a rate
 // limit's retry time up to asynq's whole seconds; the rate limit hook; the
 // handler.
 func (r *Runtime) handler() asynq.Handler {
@@ -205,7 +207,11 @@ func (r *Runtime) handler() asynq.Handler {
 	h = retryAtSecondMiddleware(h)
 	h = timeoutMiddleware(r.cfg.Worker.TaskTimeout)(h)
 	h = observeMiddleware(r.log.With("component", "task"), r.metrics)(h)
-	return recoverMiddleware(r.log.With("component", "task"))(h)
+	h = recoverMiddleware(r.log.With("component", "task"))(h)
+	if r.tracer != nil {
+		h = traceMiddleware(r.tracer)(h)
+	}
+	return h
 }
 
 func (r *Runtime) healthAddr() string {

@@ -29,6 +29,10 @@ func New(cfg config.Config, opts Options) (*Runtime, error) {
 	if err := CheckPlugins(cfg); err != nil {
 		return nil, err
 	}
+	traceSettings, err := resolveTracing(cfg)
+	if err != nil {
+		return nil, err
+	}
 	log := opts.Logger
 	if log == nil {
 		w := opts.LogOutput
@@ -36,6 +40,9 @@ func New(cfg config.Config, opts Options) (*Runtime, error) {
 			w = os.Stderr
 		}
 		log = NewLogger(cfg.Log, w)
+	}
+	if traceSettings.Enabled || opts.TracerProvider != nil {
+		log = traceLogger(log)
 	}
 	// go-redis logs each failed dial itself; route it to slog at DEBUG so an
 	// outage is reported once, by the monitor. The logger is process-wide:
@@ -46,7 +53,6 @@ func New(cfg config.Config, opts Options) (*Runtime, error) {
 		log.Warn("redis.tls.insecure_skip_verify is on: the Redis server's certificate is not verified", "component", "redis")
 	}
 
-	var err error
 	clog := log.With("component", "redis")
 	if r.rdb, err = redisconn.NewClient(cfg.Redis, redisconn.WithLogger(clog)); err != nil {
 		return nil, fmt.Errorf("%w: redis: %v", config.ErrInvalid, err)
@@ -88,9 +94,13 @@ func New(cfg config.Config, opts Options) (*Runtime, error) {
 			return nil, fmt.Errorf("%w: %v", config.ErrInvalid, err)
 		}
 	}
+	if err := r.startTracing(context.Background(), traceSettings, opts); err != nil {
+		r.closeEarly()
+		return nil, err
+	}
 	r.checks = healthcheck.NewRegistry(cfg.Health.Timeout)
 	r.metrics = metrics.New()
-	r.queue = newQueue(r.qrdb, cfg, log)
+	r.queue = newQueue(r.qrdb, cfg, log, r.tracer)
 
 	var store outbox.Store
 	if cfg.Outbox.Path != "" {
@@ -107,6 +117,7 @@ func New(cfg config.Config, opts Options) (*Runtime, error) {
 		MaxBytes:  cfg.Outbox.MaxBytes,
 		DrainRate: cfg.Outbox.DrainRate,
 		Logger:    log,
+		Tracer:    r.tracer,
 	})
 	if err != nil {
 		r.closeEarly()
@@ -133,6 +144,7 @@ func (r *Runtime) closeEarly() {
 	_ = r.qrdb.Close()
 	_ = r.rdb.Close()
 	_ = r.probe.Close()
+	r.stopTracing()
 }
 
 // CheckPlugins reports, as a config error, plugin IDs in cfg that are not
