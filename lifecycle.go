@@ -103,21 +103,20 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 // finish and asynq requeues the rest. The Redis clients close last. Stop may
 // be called more than once; later calls return nil at once.
 func (r *Runtime) Stop(ctx context.Context) error {
+	r.rl.mu.Lock() // a reload under way finishes first (reload.go)
 	r.mu.Lock()
-	switch r.phase {
+	was := r.phase
+	r.phase = phaseStopped
+	r.mu.Unlock()
+	r.rl.mu.Unlock()
+	switch was {
 	case phaseNew: // never started: release what New built
-		r.phase = phaseStopped
-		r.mu.Unlock()
 		r.closeConnection()
 		return nil
 	case phaseRunning:
 	default:
-		r.phase = phaseStopped
-		r.mu.Unlock()
 		return nil
 	}
-	r.phase = phaseStopped
-	r.mu.Unlock()
 
 	step := func(name string) { r.log.Info("shutdown: "+name, "component", "runtime") }
 	var errs []error
@@ -200,10 +199,8 @@ func (r *Runtime) closeConnection() {
 // limit's retry time up to asynq's whole seconds; the rate limit hook; the
 // handler.
 func (r *Runtime) handler() asynq.Handler {
-	var h asynq.Handler = r.queue.mux
-	if r.taskLimit != nil {
-		h = r.taskLimit(h)
-	}
+	r.rl.tasks = newTaskLimits(r.queue.mux, r.taskLimit) // a reload swaps it
+	var h asynq.Handler = r.rl.tasks
 	h = retryAtSecondMiddleware(h)
 	h = timeoutMiddleware(r.cfg.Worker.TaskTimeout)(h)
 	h = observeMiddleware(r.log.With("component", "task"), r.metrics)(h)

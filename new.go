@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/logswitch"
 	"github.com/taskhost/taskhost/internal/metrics"
 	"github.com/taskhost/taskhost/internal/outbox"
 	"github.com/taskhost/taskhost/internal/redisconn"
@@ -37,6 +38,7 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 		}
 		log = NewLogger(cfg.Log, w)
 	}
+	logs, _ := log.Handler().(*logswitch.Handler) // reloadable when it came from NewLogger
 	if traceSettings.Enabled || opts.TracerProvider != nil {
 		log = traceLogger(log)
 	}
@@ -45,6 +47,7 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 	// the first runtime's logger serves them all.
 	setLibraryLogger.Do(func() { redis.SetLogger(redisconn.LibraryLogger(log)) })
 	r := &Runtime{cfg: cfg, log: log, version: opts.Version, born: time.Now()}
+	r.rl.init(cfg, opts.ConfigSource, logs)
 	if redisconn.InsecureTLS(cfg.Redis.conn()) {
 		log.Warn("redis.tls.insecure_skip_verify is on: the Redis server's certificate is not verified", "component", "redis")
 	}

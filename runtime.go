@@ -1,6 +1,7 @@
 package taskhost
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -45,6 +46,10 @@ type Options struct {
 	// runtime builds its own SDK if the environment or tracing.enabled turn
 	// tracing on (see docs/observability.md).
 	TracerProvider trace.TracerProvider
+	// ConfigSource reads the config again for Reload (the worker's SIGHUP
+	// and `worker reload`); the worker passes LoadConfig with its flags.
+	// Nil makes Reload fail with ErrNoConfigSource.
+	ConfigSource func(ctx context.Context) (Config, error)
 }
 
 // Runtime is one worker: the Redis connection and everything served from it.
@@ -81,6 +86,8 @@ type Runtime struct {
 	tracer         *tracing.Tracer
 	traceProvider  *tracing.Provider
 	tracerProvider trace.TracerProvider
+
+	rl reloadState // the running config's generation and what reloads change (reload.go)
 
 	obs     *observer // what the health report shows that no component keeps
 	plugins *pluginhost.Set
