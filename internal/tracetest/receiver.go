@@ -90,6 +90,13 @@ func (r *Receiver) URL() string { return "http://" + r.ln.Addr().String() }
 // Connections counts the connections made to the receiver.
 func (r *Receiver) Connections() int64 { return r.conns.Load() }
 
+// BadRequests counts the requests the receiver refused.
+func (r *Receiver) BadRequests() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.bad)
+}
+
 // Spans returns the spans received so far, by start time.
 func (r *Receiver) Spans() []Span {
 	r.mu.Lock()
