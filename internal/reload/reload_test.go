@@ -65,7 +65,10 @@ func TestUnder(t *testing.T) {
 func TestHandlerGuards(t *testing.T) {
 	t.Parallel()
 	calls := 0
-	h := reload.Handler(func(context.Context) (int, any) { calls++; return http.StatusConflict, map[string]string{"outcome": "refused"} })
+	h := reload.Handler(func(context.Context) (int, any) {
+		calls++
+		return http.StatusConflict, map[string]string{"outcome": "refused"}
+	})
 	do := func(method, remote, origin string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, reload.Path, nil)
 		req.RemoteAddr = remote
