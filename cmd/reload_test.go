@@ -35,16 +35,30 @@ func healthConfig(t *testing.T, base string) healthcheck.ConfigInfo {
 	return *rep.Config
 }
 
-// A rate limit lowered by SIGHUP applies within a second, under load.
-func TestReloadLowersRateLimitUnderLoad(t *testing.T) {
-	t.Parallel()
+// configuredWorker starts a Redis, a webhook target and a ready worker on
+// the config file that body(redis) writes, with env (nil: workerEnv). It
+// returns the file's path and the admin listener's base URL.
+func configuredWorker(t *testing.T, env []string, body func(*redistest.Server) string) (*redistest.Server, *hookServer, *worker, string, string) {
+	t.Helper()
 	s := redistest.Start(t)
 	hooks := newHookServer(t, okAnswer)
 	path := filepath.Join(t.TempDir(), "config.yaml")
-	writeConfig(t, path, "ratelimit:\n  tasks:\n    webhook:deliver: 40-S\n")
-	w := startWorker(t, workerEnv(s), "-config", path)
+	writeConfig(t, path, body(s))
+	if env == nil {
+		env = workerEnv(s)
+	}
+	w := startWorker(t, env, "-config", path)
 	base := w.healthURL(t)
 	waitReadyz(t, base, http.StatusOK, 10*time.Second)
+	return s, hooks, w, path, base
+}
+
+// A rate limit lowered by SIGHUP applies within a second, under load.
+func TestReloadLowersRateLimitUnderLoad(t *testing.T) {
+	t.Parallel()
+	s, hooks, w, path, base := configuredWorker(t, nil, func(*redistest.Server) string {
+		return "ratelimit:\n  tasks:\n    webhook:deliver: 40-S\n"
+	})
 
 	client, _ := queueClients(t, s.Addr())
 	for i := range 500 {
@@ -79,13 +93,7 @@ func TestReloadLowersRateLimitUnderLoad(t *testing.T) {
 // and keeps processing.
 func TestReloadRefusesBadConfigAndKeepsProcessing(t *testing.T) {
 	t.Parallel()
-	s := redistest.Start(t)
-	hooks := newHookServer(t, okAnswer)
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	writeConfig(t, path, "worker:\n  concurrency: 4\n")
-	w := startWorker(t, workerEnv(s), "-config", path)
-	base := w.healthURL(t)
-	waitReadyz(t, base, http.StatusOK, 10*time.Second)
+	s, hooks, w, path, base := configuredWorker(t, nil, func(*redistest.Server) string { return "worker:\n  concurrency: 4\n" })
 	client, _ := queueClients(t, s.Addr())
 
 	for i, bad := range []struct{ body, want string }{
@@ -120,13 +128,9 @@ func TestReloadRefusesBadConfigAndKeepsProcessing(t *testing.T) {
 // change of log.format applies.
 func TestReloadRefusesRedisURLAndAppliesLogFormat(t *testing.T) {
 	t.Parallel()
-	s := redistest.Start(t)
-	hooks := newHookServer(t, okAnswer)
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	writeConfig(t, path, "redis:\n  url: "+s.URL()+"\n")
-	w := startWorker(t, []string{"PLUGINS_WEBHOOK_ALLOW_HOSTS=127.0.0.0/8"}, "-config", path)
-	base := w.healthURL(t)
-	waitReadyz(t, base, http.StatusOK, 10*time.Second)
+	// REDIS_URL would win over the file: the URL is in the file only.
+	s, hooks, w, path, base := configuredWorker(t, []string{"PLUGINS_WEBHOOK_ALLOW_HOSTS=127.0.0.0/8"},
+		func(s *redistest.Server) string { return "redis:\n  url: " + s.URL() + "\n" })
 
 	other := "redis://" + redistest.ClosedAddr(t) + "/0"
 	writeConfig(t, path, "redis:\n  url: "+other+"\nlog:\n  format: json\n")

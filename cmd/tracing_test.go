@@ -124,13 +124,21 @@ func taskLogLine(t *testing.T, w *worker, id string) string {
 	}
 }
 
-func TestTracesFollowATaskAcrossProcesses(t *testing.T) {
-	t.Parallel()
+// tracedWorker starts a Redis, an OTLP receiver, a webhook target and a
+// ready worker that exports to the receiver, with more environment.
+func tracedWorker(t *testing.T, more ...string) (*redistest.Server, *tracetest.Receiver, *hookServer, *worker) {
+	t.Helper()
 	s := redistest.Start(t)
 	rcv := tracetest.Start(t)
 	hooks := newHookServer(t, okAnswer)
-	w := startWorker(t, workerEnv(s, otelEnv(rcv, "worker")...))
+	w := startWorker(t, workerEnv(s, append(otelEnv(rcv, "worker"), more...)...))
 	waitReadyz(t, w.healthURL(t), http.StatusOK, 10*time.Second)
+	return s, rcv, hooks, w
+}
+
+func TestTracesFollowATaskAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	s, rcv, hooks, w := tracedWorker(t)
 	prodEnv := append([]string{"REDIS_URL=" + s.URL()}, otelEnv(rcv, "producer")...)
 	var traces []string
 
@@ -219,11 +227,7 @@ func TestTracesFollowATaskAcrossProcesses(t *testing.T) {
 // linked to the enqueue, and the handler is still the enqueue's child.
 func TestTraceOfATaskHeldInTheOutbox(t *testing.T) {
 	t.Parallel()
-	s := redistest.Start(t)
-	rcv := tracetest.Start(t)
-	hooks := newHookServer(t, okAnswer)
-	w := startWorker(t, workerEnv(s, otelEnv(rcv, "worker")...))
-	waitReadyz(t, w.healthURL(t), http.StatusOK, 10*time.Second)
+	s, rcv, hooks, w := tracedWorker(t)
 
 	s.Kill()
 	prodEnv := append([]string{"REDIS_URL=" + s.URL()}, otelEnv(rcv, "producer")...)
@@ -252,12 +256,8 @@ func TestTraceOfATaskHeldInTheOutbox(t *testing.T) {
 // is dialled, and log lines carry no trace IDs.
 func TestTracingOffDialsNothing(t *testing.T) {
 	t.Parallel()
-	s := redistest.Start(t)
-	rcv := tracetest.Start(t)
-	hooks := newHookServer(t, okAnswer)
-	off := append(otelEnv(rcv, "worker"), "OTEL_SDK_DISABLED=true")
-	w := startWorker(t, workerEnv(s, off...))
-	waitReadyz(t, w.healthURL(t), http.StatusOK, 10*time.Second)
+	s, rcv, hooks, w := tracedWorker(t, "OTEL_SDK_DISABLED=true")
+	off := append(otelEnv(rcv, "cli"), "OTEL_SDK_DISABLED=true")
 
 	code, stdout, stderr := runWorker(t, append([]string{"REDIS_URL=" + s.URL()}, off...),
 		"enqueue", "-type", "webhook:deliver", "-payload", hookPayload(t, hooks.URL+"/off"))
