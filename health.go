@@ -16,6 +16,7 @@ import (
 	"github.com/taskhost/taskhost/healthcheck"
 	"github.com/taskhost/taskhost/internal/connerr"
 	"github.com/taskhost/taskhost/internal/redisconn"
+	"github.com/taskhost/taskhost/internal/reload"
 	"github.com/taskhost/taskhost/ratelimit"
 )
 
@@ -100,6 +101,7 @@ func (r *Runtime) healthHandler() http.Handler {
 			Redis:      whenReady(r, healthcheck.InfoFunc(r.rdb)),
 			Queues:     whenReady(r, healthcheck.QueuesFunc(r.queue.inspector)),
 			Fallbacks:  func(context.Context) ([]healthcheck.Fallback, error) { return r.fallbacks(), nil },
+			Config:     func(context.Context) (healthcheck.ConfigInfo, error) { return r.rl.info(), nil },
 		},
 		Ready:     r.ready,
 		Gatherer:  r.metrics.Gatherer(),
@@ -285,6 +287,7 @@ func (r *Runtime) startHTTP() error {
 func (r *Runtime) adminMux() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/", r.healthHandler())
+	mux.Handle(reload.Path, r.reloadHandler())
 	if err := r.mountUI(mux); err != nil {
 		return nil, err
 	}
