@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskhost/taskhost/internal/tracing"
 	"github.com/taskhost/taskhost/ratelimit"
 )
 
@@ -41,7 +42,7 @@ type queue struct {
 // newQueue builds asynq's server, scheduler and inspector on rdb. None of
 // them closes rdb: asynq's …FromRedisClient constructors leave that to the
 // runtime, which closes it last.
-func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *queue {
+func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *tracing.Tracer) *queue {
 	alog := asynqLogger{l: log.With("component", "asynq")}
 	level := asynqLevel(cfg.Log)
 	w := cfg.Worker
@@ -89,7 +90,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *queue {
 		q.fetchers = append(q.fetchers, fc)
 		q.servers = append(q.servers, asynq.NewServerFromRedisClient(fc, c))
 	}
-	q.scheduler = asynq.NewSchedulerFromRedisClient(rdb, &asynq.SchedulerOpts{
+	sopts := &asynq.SchedulerOpts{
 		Logger:   alog,
 		LogLevel: level,
 		Location: time.UTC,
@@ -98,7 +99,14 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *queue {
 				log.Warn("scheduled enqueue failed", "component", "scheduler", "error", err)
 			}
 		},
-	})
+	}
+	if tr != nil { // tracing.go: a span per tick
+		st, logFailure := newScheduleTracer(tr), sopts.PostEnqueueFunc
+		sopts.PreEnqueueFunc = st.pre
+		sopts.PostEnqueueFunc = func(info *asynq.TaskInfo, err error) { st.post(info, err); logFailure(info, err) }
+		sopts.EnqueueErrorHandler = st.failed
+	}
+	q.scheduler = asynq.NewSchedulerFromRedisClient(rdb, sopts)
 	q.inspector = asynq.NewInspectorFromRedisClient(rdb)
 	return q
 }

@@ -14,8 +14,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/taskhost/taskhost/internal/redisconn"
+	"github.com/taskhost/taskhost/internal/connerr"
 )
 
 // Wake-ups replace asynq's idle sleep. asynq v0.26.0's processor runs its
@@ -501,7 +500,7 @@ func (h *wakeHub) leaveWait() {
 // could not; notifications may still work when an operator preset them.
 func (h *wakeHub) enable(ctx context.Context) error {
 	cur, err := h.rdb.ConfigGet(ctx, "notify-keyspace-events").Result()
-	if redisconn.IsNetworkError(err) {
+	if connerr.Down(err) {
 		return errConfigUnreachable{fmt.Errorf("CONFIG GET notify-keyspace-events: %w", err)}
 	}
 	if err != nil {
@@ -512,7 +511,7 @@ func (h *wakeHub) enable(ctx context.Context) error {
 		return nil
 	}
 	want := mergeNotifyFlags(flags)
-	if err := h.rdb.ConfigSet(ctx, "notify-keyspace-events", want).Err(); redisconn.IsNetworkError(err) {
+	if err := h.rdb.ConfigSet(ctx, "notify-keyspace-events", want).Err(); connerr.Down(err) {
 		return errConfigUnreachable{fmt.Errorf("CONFIG SET notify-keyspace-events: %w", err)}
 	} else if err != nil {
 		return errors.New("CONFIG SET notify-keyspace-events " + want + ": " + err.Error())
