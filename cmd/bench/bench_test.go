@@ -54,6 +54,7 @@ func TestQuickRunReportsEveryFigureForBothSides(t *testing.T) {
 	positive := []string{
 		"drain_c10_tasks_per_s", "drain_c10_commands_per_task", "drain_c10_scripts_per_task",
 		"drain_c10_peak_rss_mb", "latency_p50_ms", "latency_p99_ms", "latency_rate_per_s",
+		"sparse_p50_ms", "sparse_p99_ms", "drain_c10_log_bytes_per_task",
 		"idle_commands_per_s", "idle_rss_mb",
 		"enqueue_direct", "enqueue_outbox_memory", "enqueue_outbox_file",
 		"outbox_replay_memory", "outbox_replay_file",
@@ -122,6 +123,11 @@ func TestFlagsRejectBadInput(t *testing.T) {
 		{"-concurrency", "10,x"},
 		{"-phases", "drain,nope"},
 		{"-latency-rate", "0"},
+		{"-sparse-gap", "5s-1s"},
+		{"-sparse-gap", "1s"},
+		{"-taskhost", "docker"},
+		{"-variants", "bare=X=1"},
+		{"-variants", "a=NOEQUALS"},
 		{"extra"},
 	} {
 		var stderr bytes.Buffer
@@ -159,4 +165,25 @@ func TestProcReadsThisProcess(t *testing.T) {
 	require.GreaterOrEqual(t, hwm, rss)
 	_, err = procCPU(os.Getpid())
 	require.NoError(t, err)
+}
+
+func TestParseVariants(t *testing.T) {
+	t.Parallel()
+	vs, err := parseVariants("default=; f6=WORKER_FETCHERS=6 GOGC=200 ;")
+	require.NoError(t, err)
+	require.Equal(t, []variant{{name: "default"}, {name: "f6", env: []string{"WORKER_FETCHERS=6", "GOGC=200"}}}, vs)
+	for _, bad := range []string{"", ";", "a=X=1;a=Y=2", "=X=1", "bare=", "a=X"} {
+		_, err := parseVariants(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+// The worker command's config file sets only what the harness must.
+func TestBinaryConfigIsDefaultsPlusHarnessKeys(t *testing.T) {
+	t.Parallel()
+	cfg := binaryConfig(childSpec{side: sideTaskhost, redisURL: "redis://127.0.0.1:1/0", concurrency: 50, n: 10, record: true}, "127.0.0.1:2")
+	for _, want := range []string{`url: "redis://127.0.0.1:1/0"`, `addr: "127.0.0.1:2"`, "concurrency: 50", "n: 10", "record: true"} {
+		require.Contains(t, cfg, want)
+	}
+	require.NotContains(t, cfg, "level", "info logs, the default")
 }

@@ -74,7 +74,7 @@ type Row struct {
 	Ratio    *float64 `json:"ratio"` // taskhost median / bare median
 }
 
-// Target is one goal of issue 7, met or missed.
+// Target is one goal of issues 7 and 18, met or missed.
 type Target struct {
 	Name   string `json:"name"`
 	Met    bool   `json:"met"`
