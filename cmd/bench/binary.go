@@ -33,6 +33,11 @@ const (
 // command: the bench plugin plus taskhostcmd.Run.
 const workerFlag = "-worker"
 
+// workerExeEnv, in a -variants environment, names another cmd/bench binary
+// (built from an earlier commit, say) to run as that variant's worker
+// command, so that an old and a new worker are measured in one run.
+const workerExeEnv = "BENCH_WORKER_EXE"
+
 func workerMain(ctx context.Context, args []string) int {
 	return taskhostcmd.Run(ctx, args, os.Stdout, os.Stderr)
 }
@@ -55,7 +60,13 @@ func (h *harness) startChild(name string, spec childSpec) (*child, error) {
 	if err := os.WriteFile(cfgPath, []byte(binaryConfig(spec, addr)), 0o600); err != nil {
 		return nil, err
 	}
-	c, err := startProcess(h.exe, name, []string{workerFlag, "-config", cfgPath}, base+".log", h.variantEnv[spec.side]...)
+	exe, env := h.exe, h.variantEnv[spec.side]
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, workerExeEnv+"="); ok {
+			exe = v
+		}
+	}
+	c, err := startProcess(exe, name, []string{workerFlag, "-config", cfgPath}, base+".log", env...)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,8 @@ import (
 //
 //	go run ./cmd/bench -variants 'default=;warn=LOG_LEVEL=warn;f6=WORKER_FETCHERS=6 LOG_LEVEL=warn'
 //
+// BENCH_WORKER_EXE=/path/to/bench runs that variant's worker command from
+// another cmd/bench binary, for example one built from an earlier commit.
 // It prints, per variant and concurrency, the median tasks/s and worker CPU
 // per 1,000 tasks with their ratios to bare asynq in the same rounds.
 
