@@ -100,7 +100,7 @@ func readReport(path string) (*Report, error) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	rep.Targets = targets(&rep, options{n: rep.Params.N, concurrency: rep.Params.Concurrency})
+	rep.Targets = targets(&rep, options{n: rep.Params.N, concurrency: rep.Params.Concurrency, latencyRate: rep.Params.LatencyRate})
 	return &rep, nil
 }
 

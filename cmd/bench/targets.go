@@ -39,40 +39,34 @@ func targets(r *Report, o options) []Target {
 			out = append(out, t)
 		}
 	}
-	if row := r.row("latency_p99_ms"); row != nil && row.Taskhost != nil {
-		out = append(out, Target{
-			Name:   fmt.Sprintf("start latency p99 <= %.0f ms at %d/s", maxLatencyP99ms, o.latencyRate),
-			Met:    row.Taskhost.Median <= maxLatencyP99ms,
-			Detail: fmt.Sprintf("%.2f ms (max round %.2f); bare %s", row.Taskhost.Median, row.Taskhost.Max, medianOr(row.Bare, "%.2f ms")),
-		})
+	ceilings := []struct {
+		key, name string
+		max       float64
+		format    string // of one figure
+	}{
+		{"latency_p99_ms", fmt.Sprintf("start latency p99 <= %.0f ms at %d/s", maxLatencyP99ms, o.latencyRate), maxLatencyP99ms, "%.2f ms"},
+		{"sparse_p99_ms", fmt.Sprintf("sparse start latency p99 <= %.0f ms", maxSparseP99ms), maxSparseP99ms, "%.2f ms"},
+		{"idle_rss_mb", fmt.Sprintf("idle worker RSS <= %.0f MB", maxIdleRSSMB), maxIdleRSSMB, "%.1f MB"},
+		{"down_cpu_pct", fmt.Sprintf("CPU while Redis is down <= %.0f%% of one core", maxDownCPUPct), maxDownCPUPct, "%.2f%%"},
 	}
-	if row := r.row("sparse_p99_ms"); row != nil && row.Taskhost != nil {
-		out = append(out, Target{
-			Name:   fmt.Sprintf("sparse start latency p99 <= %.0f ms", maxSparseP99ms),
-			Met:    row.Taskhost.Median <= maxSparseP99ms,
-			Detail: fmt.Sprintf("%.2f ms (max round %.2f); bare %s", row.Taskhost.Median, row.Taskhost.Max, medianOr(row.Bare, "%.2f ms")),
-		})
-	}
-	if bare, th, ok := r.both("idle_commands_per_s"); ok {
-		out = append(out, Target{
-			Name:   fmt.Sprintf("idle worker <= bare + %.0f Redis commands/s", maxExtraIdleCmds),
-			Met:    th <= bare+maxExtraIdleCmds,
-			Detail: fmt.Sprintf("%.2f vs %.2f commands/s (%+.2f)", th, bare, th-bare),
-		})
-	}
-	if row := r.row("idle_rss_mb"); row != nil && row.Taskhost != nil {
-		out = append(out, Target{
-			Name:   fmt.Sprintf("idle worker RSS <= %.0f MB", maxIdleRSSMB),
-			Met:    row.Taskhost.Median <= maxIdleRSSMB,
-			Detail: fmt.Sprintf("%.1f MB (max %.1f); bare %s", row.Taskhost.Median, row.Taskhost.Max, medianOr(row.Bare, "%.1f MB")),
-		})
-	}
-	if row := r.row("down_cpu_pct"); row != nil && row.Taskhost != nil {
-		out = append(out, Target{
-			Name:   fmt.Sprintf("CPU while Redis is down <= %.0f%% of one core", maxDownCPUPct),
-			Met:    row.Taskhost.Median <= maxDownCPUPct,
-			Detail: fmt.Sprintf("%.2f%% (max %.2f%%); bare %s", row.Taskhost.Median, row.Taskhost.Max, medianOr(row.Bare, "%.2f%%")),
-		})
+	for i, c := range ceilings {
+		if i == 2 { // after the latencies, before the memory: the idle commands
+			if bare, th, ok := r.both("idle_commands_per_s"); ok {
+				out = append(out, Target{
+					Name:   fmt.Sprintf("idle worker <= bare + %.0f Redis commands/s", maxExtraIdleCmds),
+					Met:    th <= bare+maxExtraIdleCmds,
+					Detail: fmt.Sprintf("%.2f vs %.2f commands/s (%+.2f)", th, bare, th-bare),
+				})
+			}
+		}
+		if row := r.row(c.key); row != nil && row.Taskhost != nil {
+			out = append(out, Target{
+				Name: c.name,
+				Met:  row.Taskhost.Median <= c.max,
+				Detail: fmt.Sprintf(c.format+" (max round "+c.format+"); bare %s",
+					row.Taskhost.Median, row.Taskhost.Max, medianOr(row.Bare, c.format)),
+			})
+		}
 	}
 	return out
 }
