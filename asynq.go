@@ -2,7 +2,6 @@ package taskhost
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"strings"
@@ -12,19 +11,24 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskhost/taskhost/internal/schedule"
 	"github.com/taskhost/taskhost/ratelimit"
 )
 
-// This file is the one place where asynq is wired: its server, scheduler,
-// inspector and mux, all on the queue client. Later work that multiplies
+// This file is the one place where asynq is wired: its servers, inspector
+// and mux, and taskhost's scheduler (schedule.go) with its enqueue client,
+// all on the queue client. Later work that multiplies
 // servers or hooks the client changes this file only.
 
 // queue is asynq's side of the worker.
 type queue struct {
 	// servers are the fetchers (fetchers.go): asynq servers sharing the
 	// concurrency, the mux and the middleware.
-	servers   []*asynq.Server
-	scheduler *asynq.Scheduler
+	servers []*asynq.Server
+	// scheduler enqueues periodic tasks once per tick across the fleet
+	// (internal/schedule); asynq's own Scheduler is not used.
+	scheduler *schedule.Scheduler
+	client    *asynq.Client // the scheduler's
 	inspector *asynq.Inspector
 	mux       *asynq.ServeMux
 	// release ends a subscriber's wait for Redis (see queueClient); asynq's
@@ -37,8 +41,8 @@ type queue struct {
 	haltOnce sync.Once
 }
 
-// newQueue builds asynq's server, scheduler and inspector on rdb. None of
-// them closes rdb: asynq's …FromRedisClient constructors leave that to the
+// newQueue builds asynq's servers and inspector, and the scheduler, on rdb.
+// None of them closes rdb: asynq's …FromRedisClient constructors leave that to the
 // runtime, which closes it last.
 func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *queue {
 	alog := asynqLogger{l: log.With("component", "asynq")}
@@ -90,21 +94,19 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *queue {
 	}
 	for i, c := range serverConfigs(base, w.Fetchers, q.hub != nil) {
 		fc := newFetchClient(rdb, q.hub, pipe, q.halt, queues, notifyWait, log.With("component", "queue"))
+		fc.syncBound = syncBound(cfg.Redis)
 		if i > 0 {
 			fc.idle = notifyWaitExtra
 			fc.standby = standbyWhileDown(ready, await)
+			fc.notRecoverer = true // one recoverer per process: see recoverer.go
 		}
 		q.servers = append(q.servers, asynq.NewServerFromRedisClient(fc, c))
 	}
-	q.scheduler = asynq.NewSchedulerFromRedisClient(rdb, &asynq.SchedulerOpts{
-		Logger:   alog,
-		LogLevel: level,
-		Location: time.UTC,
-		PostEnqueueFunc: func(info *asynq.TaskInfo, err error) {
-			if err != nil && !errors.Is(err, asynq.ErrDuplicateTask) {
-				log.Warn("scheduled enqueue failed", "component", "scheduler", "error", err)
-			}
-		},
+	q.client = asynq.NewClientFromRedisClient(rdb)
+	q.scheduler = schedule.New(schedule.Options{
+		Enqueue: q.client.EnqueueContext,
+		Wait:    await,
+		Logger:  log,
 	})
 	q.inspector = asynq.NewInspectorFromRedisClient(rdb)
 	return q
@@ -139,10 +141,7 @@ func (q *queue) start(handler asynq.Handler) error {
 			return err
 		}
 	}
-	if err := q.scheduler.Start(); err != nil {
-		q.shutdownServers(q.servers)
-		return err
-	}
+	q.scheduler.Start()
 	return nil
 }
 
@@ -155,9 +154,10 @@ func (q *queue) stopFetching() {
 
 // shutdown stops the scheduler, then the servers: fetching first on all,
 // then each waits up to the shutdown timeout for its in-flight tasks and
-// requeues the rest, all at once.
+// requeues the rest, all at once. A tick the scheduler was retrying is left
+// to the other workers.
 func (q *queue) shutdown() {
 	q.release()
-	q.scheduler.Shutdown()
+	q.scheduler.Stop()
 	q.shutdownServers(q.servers)
 }

@@ -153,6 +153,7 @@ func (c Config) problems() config.Problems {
 		k.not("outbox.drain_rate", c.Outbox.DrainRate, formDrainRate)
 	}
 	c.checkUI(k)
+	c.checkSchedules(k)
 	return ps
 }
 
@@ -393,6 +394,9 @@ func isLoopback(addr string) bool {
 // formOf returns the form expected at key, whose Go type is t.
 func formOf(key string, t reflect.Type) string {
 	if f, ok := keyForms[key]; ok {
+		return f
+	}
+	if f := scheduleForm(key); f != "" {
 		return f
 	}
 	for _, k := range positiveDurations {

@@ -55,6 +55,7 @@ func (r *Runtime) registerObservability() error {
 			return 0
 		}),
 		m.RegisterQueues(r.queue.inspector, r.cfg.Health.Timeout/2),
+		m.RegisterSchedules(r.scheduleStats),
 		r.checks.Add(healthcheck.Check{Name: outboxCheck, Run: r.checkOutbox}),
 	}
 	return errors.Join(errs...)
@@ -99,6 +100,8 @@ func (r *Runtime) healthHandler() http.Handler {
 			Redis:      whenReady(r, healthcheck.InfoFunc(r.rdb)),
 			Queues:     whenReady(r, healthcheck.QueuesFunc(r.queue.inspector)),
 			Fallbacks:  func(context.Context) ([]healthcheck.Fallback, error) { return r.fallbacks(), nil },
+			Fleet:      whenReady(r, r.fleet),
+			Schedules:  r.schedules,
 		},
 		Ready:     r.ready,
 		Gatherer:  r.metrics.Gatherer(),

@@ -67,6 +67,9 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 		return err
 	}
 	undo = append(undo, r.plugins.Cleanup)
+	if err := r.checkScheduleTypes(); err != nil {
+		return err
+	}
 
 	// 5. Health server.
 	if err := r.startHTTP(); err != nil {
@@ -78,7 +81,7 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 	}
 	undo = append(undo, func() { r.stopUI(context.Background()) })
 
-	// 6 and 7. asynq server, then scheduler.
+	// 6 and 7. asynq server, then scheduler (taskhost's: schedule.go).
 	if err := r.queue.start(r.handler()); err != nil {
 		return fmt.Errorf("start queue server: %w", err)
 	}

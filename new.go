@@ -87,6 +87,10 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 	r.checks = healthcheck.NewRegistry(cfg.Health.Timeout)
 	r.metrics = metrics.New()
 	r.queue = newQueue(r.qrdb, cfg, log)
+	if err := r.addConfigSchedules(); err != nil {
+		r.closeEarly()
+		return nil, err
+	}
 
 	var store outbox.Store
 	if cfg.Outbox.Path != "" {

@@ -154,34 +154,21 @@ func New(opts Options) *Scheduler {
 	return &Scheduler{opts: opts, names: map[string]bool{}}
 }
 
-// Add adds e. It fails on a bad spec, a nil task, a name used before, a
-// TaskID option, or a uniqueness TTL (asynq.Unique) that is not shorter than
-// the shortest gap between ticks: asynq v0.26.0 leaves the lock of a refused
-// duplicate enqueue in place for its whole TTL, which would refuse the next
-// tick. An entry added after Start runs from the next tick on.
+// Add adds e. It fails when Check does, or on a name used before. An entry
+// added after Start runs from the next tick on.
 func (s *Scheduler) Add(e Entry) error {
-	spec, err := Parse(e.Spec)
-	if err != nil {
-		return fmt.Errorf("spec %q: %w", e.Spec, err)
+	if err := Check(e.Spec, e.Task, e.Opts, s.opts.Now()); err != nil {
+		return err
 	}
-	if e.Task == nil || e.Task.Type() == "" {
-		return errors.New("a task with a type is required")
-	}
+	spec, _ := Parse(e.Spec)
 	ent := &entry{Entry: e, spec: spec, queue: "default"}
 	ent.Opts = slices.Clone(e.Opts)
 	for _, o := range e.Opts {
 		switch o.Type() {
-		case asynq.TaskIDOpt:
-			return ErrTaskID
 		case asynq.QueueOpt:
 			ent.queue, _ = o.Value().(string)
 		case asynq.RetentionOpt:
 			ent.retention, _ = o.Value().(time.Duration)
-		case asynq.UniqueOpt:
-			ttl, _ := o.Value().(time.Duration)
-			if err := CheckUnique(spec, ttl, s.opts.Now()); err != nil {
-				return err
-			}
 		}
 	}
 	ent.status = Status{Name: e.Name, Spec: e.Spec, Type: e.Task.Type(), Queue: ent.queue, Counts: map[string]uint64{}}
@@ -198,6 +185,31 @@ func (s *Scheduler) Add(e Entry) error {
 	s.entries = append(s.entries, ent)
 	if s.started && !s.stopped {
 		s.run(ent)
+	}
+	return nil
+}
+
+// Check checks an entry before it is added: a spec that Parse accepts, a
+// task with a type, no TaskID option (the scheduler sets each tick's), and
+// a uniqueness TTL (asynq.Unique), if any, that CheckUnique accepts.
+func Check(spec string, task *asynq.Task, opts []asynq.Option, now time.Time) error {
+	sp, err := Parse(spec)
+	if err != nil {
+		return fmt.Errorf("spec %q: %w (expected %s)", spec, err, Form)
+	}
+	if task == nil || task.Type() == "" {
+		return errors.New("a task with a type is required")
+	}
+	for _, o := range opts {
+		switch o.Type() {
+		case asynq.TaskIDOpt:
+			return ErrTaskID
+		case asynq.UniqueOpt:
+			ttl, _ := o.Value().(time.Duration)
+			if err := CheckUnique(sp, ttl, now); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
