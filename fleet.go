@@ -99,4 +99,3 @@ func unixSeconds(t time.Time) float64 {
 	}
 	return float64(t.Unix())
 }
-

@@ -64,8 +64,8 @@ type Report struct {
 	// Redis is left out at DetailMinimal, or when its sources failed.
 	Redis *RedisReport `json:"redis,omitempty"`
 	// Queues is left out at DetailMinimal, or when its source failed.
-	Queues    []Queue       `json:"queues,omitempty"`
-	Fallbacks []Fallback    `json:"fallbacks"`
+	Queues    []Queue    `json:"queues,omitempty"`
+	Fallbacks []Fallback `json:"fallbacks"`
 	// Fleet is left out at DetailMinimal, or when its source failed.
 	Fleet *Fleet `json:"fleet,omitempty"`
 	// Schedules are the periodic tasks; absent when there are none.
