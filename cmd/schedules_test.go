@@ -32,6 +32,7 @@ func TestWorkerSchedulesConfigErrors(t *testing.T) {
 				out := stdout + stderr
 				require.Equal(t, 2, code, "%v: %s", args, out)
 				require.Contains(t, out, tc.key, "%v", args)
+				require.Contains(t, out, "schedules.r.", "%v", args)
 				require.NotContains(t, out, "sekret-9")
 				require.False(t, strings.Contains(out, "panic"), out)
 			}
