@@ -12,13 +12,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskhost/taskhost/internal/schedule"
+	"github.com/taskhost/taskhost/internal/tracing"
 	"github.com/taskhost/taskhost/ratelimit"
 )
 
 // This file is the one place where asynq is wired: its servers, inspector
 // and mux, and taskhost's scheduler (schedule.go) with its enqueue client,
-// all on the queue client. Later work that multiplies
-// servers or hooks the client changes this file only.
+// all on the queue client. Later work that multiplies servers or hooks the
+// client changes this file only.
 
 // queue is asynq's side of the worker.
 type queue struct {
@@ -44,7 +45,7 @@ type queue struct {
 // newQueue builds asynq's servers and inspector, and the scheduler, on rdb.
 // None of them closes rdb: asynq's …FromRedisClient constructors leave that to the
 // runtime, which closes it last.
-func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *queue {
+func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *tracing.Tracer) *queue {
 	alog := asynqLogger{l: log.With("component", "asynq")}
 	level := asynqLevel(cfg.Log)
 	w := cfg.Worker
@@ -103,8 +104,12 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *queue {
 		q.servers = append(q.servers, asynq.NewServerFromRedisClient(fc, c))
 	}
 	q.client = asynq.NewClientFromRedisClient(rdb)
+	enqueue := q.client.EnqueueContext
+	if tr != nil { // tracing.go: a span per tick
+		enqueue = traceScheduled(tr, enqueue)
+	}
 	q.scheduler = schedule.New(schedule.Options{
-		Enqueue: q.client.EnqueueContext,
+		Enqueue: enqueue,
 		Wait:    await,
 		Logger:  log,
 	})

@@ -19,6 +19,7 @@ type Config struct {
 	RateLimit RateLimitConfig           `koanf:"ratelimit"`
 	Outbox    OutboxConfig              `koanf:"outbox"`
 	UI        UIConfig                  `koanf:"ui"`
+	Tracing   TracingConfig             `koanf:"tracing"`
 	Schedules map[string]ScheduleConfig `koanf:"schedules"` // config_schedules.go
 	Plugins   map[string]map[string]any `koanf:"plugins"`
 }
@@ -163,6 +164,19 @@ type UIAuthConfig struct {
 	Username string `koanf:"username"`
 	Password string `koanf:"password"`
 	Token    string `koanf:"token"`
+}
+
+// TracingConfig configures OpenTelemetry tracing beyond what the standard
+// OTEL_* environment variables say (they configure the exporter, sampler and
+// resource; see docs/observability.md).
+type TracingConfig struct {
+	// Enabled turns tracing on even when no OTEL_EXPORTER_OTLP_ENDPOINT is
+	// set (spans then go to http://localhost:4318). OTEL_SDK_DISABLED=true
+	// keeps it off either way.
+	Enabled bool `koanf:"enabled"`
+	// RedisCommands adds a span per Redis command made in a task's or an
+	// enqueue's context, through go-redis' own instrumentation. Chatty.
+	RedisCommands bool `koanf:"redis_commands"`
 }
 
 // Default returns the built-in defaults, the first layer.

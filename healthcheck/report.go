@@ -69,8 +69,11 @@ type Report struct {
 	// Fleet is left out at DetailMinimal, or when its source failed.
 	Fleet *Fleet `json:"fleet,omitempty"`
 	// Schedules are the periodic tasks; absent when there are none.
-	Schedules []Schedule    `json:"schedules,omitempty"`
-	Checks    []CheckResult `json:"checks"`
+	Schedules []Schedule `json:"schedules,omitempty"`
+	// Config is the running configuration's generation; omitted when the
+	// runtime gave none.
+	Config *ConfigInfo   `json:"config,omitempty"`
+	Checks []CheckResult `json:"checks"`
 	// Sources is the outcome of collecting each section.
 	Sources []SourceResult `json:"sources"`
 }
