@@ -95,7 +95,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 	}
 	for i, c := range serverConfigs(base, w.Fetchers, q.hub != nil) {
 		fc := newFetchClient(rdb, q.hub, pipe, q.halt, queues, notifyWait, log.With("component", "queue"))
-		fc.syncBound = syncBound(cfg.Redis)
+		fc.syncBound, fc.await = syncBound(cfg.Redis), await
 		if i > 0 {
 			fc.idle = notifyWaitExtra
 			fc.standby = standbyWhileDown(ready, await)

@@ -113,9 +113,12 @@ type fetchClient struct {
 	// notRecoverer, set on the extra fetchers, answers asynq's recoverer
 	// with nothing to recover (recoverer.go).
 	notRecoverer bool
-	// syncBound bounds a completion that asynq's syncer retries with a
-	// cancelled context (recoverer.go); 0 leaves such calls to fail.
+	// syncBound bounds each retry of a completion (recoverer.go); 0 turns
+	// the retries off, leaving asynq's behaviour.
 	syncBound time.Duration
+	// await, when set, waits until Redis is ready (true) or ctx ends; the
+	// retries of a completion use it to go again as soon as Redis is back.
+	await func(ctx context.Context) bool
 
 	// The rest is used only by asynq's processor goroutine, the one caller
 	// of the dequeue script.
@@ -185,12 +188,16 @@ func (f *fetchClient) EvalSha(ctx context.Context, sha string, keys []string, ar
 		if cmd := f.skipRecovery(ctx, sha); cmd != nil {
 			return cmd
 		}
-		ctx, cancel := f.reviveCompletion(ctx, sha)
-		defer cancel()
-		if f.pipe != nil {
-			return f.pipe.EvalSha(ctx, sha, keys, args...)
+		run := func(ctx context.Context) *redis.Cmd {
+			if f.pipe != nil {
+				return f.pipe.EvalSha(ctx, sha, keys, args...)
+			}
+			return f.UniversalClient.EvalSha(ctx, sha, keys, args...)
 		}
-		return f.UniversalClient.EvalSha(ctx, sha, keys, args...)
+		if completionScripts[sha] {
+			return f.completion(ctx, run)
+		}
+		return run(ctx)
 	}
 	if f.standby != nil {
 		f.standby(f.halt)
@@ -208,8 +215,11 @@ func (f *fetchClient) Eval(ctx context.Context, script string, keys []string, ar
 	if cmd := f.skipRecovery(ctx, sha); cmd != nil {
 		return cmd
 	}
-	ctx, cancel := f.reviveCompletion(ctx, sha)
-	defer cancel()
+	if completionScripts[sha] {
+		return f.completion(ctx, func(ctx context.Context) *redis.Cmd {
+			return f.UniversalClient.Eval(ctx, script, keys, args...)
+		})
+	}
 	cmd := f.UniversalClient.Eval(ctx, script, keys, args...)
 	if f.hub == nil || !dequeueShaped(keys) || !f.isDequeue(sha, keys) {
 		return cmd

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskhost/taskhost/internal/connerr"
 )
 
 // Two corrections to asynq v0.26.0 that taskhost makes in the client each
@@ -27,12 +29,12 @@ import (
 //     syncer with the context of the first attempt, which its own
 //     `defer cancel()` has already cancelled: the retry can never succeed and
 //     the task runs again once its lease has expired
-//     (TestAsynqCompletionFailedDuringOutageIsNotResynced pins it). Such a
-//     call arriving here with a cancelled context gets a fresh one, bounded
-//     by the connection's timeouts and by the cancelled context's deadline,
-//     which asynq sets to the task's lease expiry. Once the lease is gone the
-//     call is left to fail as before: the recoverer may have given the task
-//     to another worker by then, and a late "done" would remove it from
+//     (TestAsynqCompletionFailedDuringOutageIsNotResynced pins it). Here such
+//     a call is retried inline until Redis answers, and the syncer's retry
+//     gets a fresh context, both bounded by the task's lease, which asynq
+//     sets as the call's deadline (see completion). Once the lease is gone
+//     the call is left to fail as before: the recoverer may have given the
+//     task to another worker by then, and a late "done" would remove it from
 //     under that worker.
 
 // SHA-1s of asynq v0.26.0's scripts (internal/rdb/rdb.go).
@@ -87,22 +89,92 @@ func (f *fetchClient) skipRecovery(ctx context.Context, sha string) *redis.Cmd {
 	return nil
 }
 
-// reviveCompletion gives a completion script that arrives with a cancelled
-// context (asynq's syncer retrying it) a fresh context, as long as the
-// cancelled one's deadline, the task's lease, has not passed.
-func (f *fetchClient) reviveCompletion(ctx context.Context, sha string) (context.Context, context.CancelFunc) {
-	if ctx.Err() == nil || !completionScripts[sha] {
-		return ctx, func() {}
+// completion runs a completion script (run) so that it survives an outage:
+//
+//   - A call from asynq's processor, whose context ends at the task's lease
+//     expiry, that fails because Redis cannot serve is tried again, every
+//     completionRetry and as soon as Redis is ready, until it gets an answer,
+//     the lease expires or fetching stops. The task's worker goroutine waits
+//     meanwhile (nothing can be fetched anyway), so the acknowledgement
+//     lands within moments of Redis' return, not at asynq's syncer's next
+//     round up to 5 s later, which a worker killed in between would lose.
+//   - A call that arrives with a cancelled context is asynq's syncer
+//     retrying such a call after its first attempt failed (the inline
+//     retries gave up because fetching stopped): it gets a fresh context
+//     bounded by syncBound and the lease; past the lease it is left to fail.
+//   - A retry answered "NOT FOUND" means the task is no longer active: within
+//     its lease, only the earlier attempt, applied by Redis but whose reply
+//     was lost, can have moved it. The retry counts as done.
+func (f *fetchClient) completion(ctx context.Context, run func(context.Context) *redis.Cmd) *redis.Cmd {
+	lease, hasLease := ctx.Deadline()
+	if ctx.Err() != nil {
+		now := time.Now()
+		if !hasLease || !now.Before(lease) || f.syncBound <= 0 {
+			return run(ctx) // fails at once, as asynq's own retry would
+		}
+		rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), earliest(lease, now.Add(f.syncBound)))
+		defer cancel()
+		return settled(rctx, run(rctx))
 	}
-	lease, ok := ctx.Deadline()
-	now := time.Now()
-	if !ok || !now.Before(lease) {
-		return ctx, func() {}
+	cmd := run(ctx)
+	if !hasLease || f.syncBound <= 0 {
+		return cmd
 	}
-	if bound := now.Add(f.syncBound); bound.Before(lease) {
-		lease = bound
+	for connerr.Down(cmd.Err()) {
+		if !f.waitRetry(ctx, lease) {
+			return cmd
+		}
+		rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), earliest(lease, time.Now().Add(f.syncBound)))
+		cmd = settled(rctx, run(rctx))
+		cancel()
 	}
-	return context.WithDeadline(context.WithoutCancel(ctx), lease)
+	return cmd
+}
+
+// completionRetry is the pause between inline attempts at a completion
+// while Redis cannot serve; a move to ready ends it early.
+const completionRetry = 250 * time.Millisecond
+
+// waitRetry waits completionRetry, or less when the monitor reports Redis
+// ready. It returns false when the lease ends or fetching stops first.
+func (f *fetchClient) waitRetry(ctx context.Context, lease time.Time) bool {
+	until := earliest(lease, time.Now().Add(completionRetry))
+	wctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), until)
+	defer cancel()
+	if f.await != nil {
+		f.await(wctx)
+	}
+	select {
+	case <-f.halt:
+		return false
+	default:
+	}
+	if f.await == nil {
+		select {
+		case <-wctx.Done():
+		case <-f.halt:
+			return false
+		}
+	}
+	return time.Now().Before(lease)
+}
+
+// settled turns the "NOT FOUND" of a retried completion into success: the
+// earlier attempt was applied.
+func settled(ctx context.Context, cmd *redis.Cmd) *redis.Cmd {
+	if err := cmd.Err(); err == nil || err.Error() != "NOT FOUND" {
+		return cmd
+	}
+	ok := redis.NewCmd(ctx)
+	ok.SetVal("OK")
+	return ok
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // syncBound bounds a revived completion: a dial, a write and a read.

@@ -138,20 +138,40 @@ func (l *logBuffer) String() string {
 
 func (l *logBuffer) count(s string) int { return strings.Count(l.String(), s) }
 
-// A task whose handler succeeded while Redis did not answer is marked done
-// once Redis answers again, by asynq's syncer, through the fetchClient: it
-// does not stay active until its lease expires and run again (compare
+// A task whose handler succeeded (or failed) while Redis did not answer is
+// acknowledged once Redis answers again, through the fetchClient: it does
+// not stay active until its lease expires and run again (compare
 // internal/scaletest's TestAsynqCompletionFailedDuringOutageIsNotResynced,
-// the same on a plain client). The same holds for a failed task's retry.
+// the same on a plain client).
+//
+//   - inline: the call is retried in place, and lands within moments of
+//     Redis' return; asynq never sees it fail;
+//   - syncer: when the inline retries give up (fetching stopped here),
+//     asynq's syncer retries it with its cancelled context, which the
+//     fetchClient revives; it lands at the syncer's next round (5 s).
 func TestCompletionSurvivesOutage(t *testing.T) {
 	t.Parallel()
-	for _, fail := range []bool{false, true} {
-		name := map[bool]string{false: "done", true: "retry"}[fail]
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		fail       bool // the handler fails: the completion is a retry
+		stopped    bool // fetching stopped: no inline retries
+		within     time.Duration
+		syncerLogs int
+	}{
+		{"inline done", false, false, 3 * time.Second, 0},
+		{"inline retry", true, false, 3 * time.Second, 0},
+		{"syncer done", false, true, 15 * time.Second, 1},
+		{"syncer retry", true, true, 15 * time.Second, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := redistest.Start(t)
 			c := quickClient(t, s.Addr())
-			fc := newFetchClient(c, nil, nil, nil, []string{"q"}, time.Second, slog.New(slog.DiscardHandler))
+			halt := make(chan struct{})
+			if tc.stopped {
+				close(halt)
+			}
+			fc := newFetchClient(c, nil, nil, halt, []string{"q"}, time.Second, slog.New(slog.DiscardHandler))
 			fc.syncBound = time.Second
 			logs := &logBuffer{}
 			started, release := make(chan struct{}), make(chan struct{})
@@ -161,7 +181,7 @@ func TestCompletionSurvivesOutage(t *testing.T) {
 			require.NoError(t, srv.Start(asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
 				close(started)
 				<-release
-				if fail {
+				if tc.fail {
 					return context.DeadlineExceeded
 				}
 				return nil
@@ -175,20 +195,26 @@ func TestCompletionSurvivesOutage(t *testing.T) {
 			<-started
 			s.Pause()
 			close(release)
-			require.Eventually(t, func() bool { return logs.count("Will retry syncing") == 1 }, 5*time.Second, 20*time.Millisecond)
+			if tc.syncerLogs > 0 {
+				require.Eventually(t, func() bool { return logs.count("Will retry syncing") == 1 }, 5*time.Second, 20*time.Millisecond)
+			} else {
+				time.Sleep(time.Second) // the handler has returned; its acknowledgement waits
+			}
 			s.Resume()
-			// asynq's syncer retries every 5 s.
+			resumed := time.Now()
 			require.Eventually(t, func() bool {
 				active, err := insp.ListActiveTasks("q")
 				return err == nil && len(active) == 0
-			}, 15*time.Second, 100*time.Millisecond, "the completion was not retried after the outage")
+			}, tc.within, 20*time.Millisecond, "the completion was not retried after the outage")
+			t.Logf("acknowledged %s after Redis answered again", time.Since(resumed).Round(10*time.Millisecond))
 			info, err := insp.GetTaskInfo("q", "one")
-			if fail {
+			if tc.fail {
 				require.NoError(t, err)
 				require.Equal(t, asynq.TaskStateRetry, info.State)
 			} else {
 				require.ErrorIs(t, err, asynq.ErrTaskNotFound)
 			}
+			require.Equal(t, tc.syncerLogs, logs.count("Will retry syncing"), logs.String())
 		})
 	}
 }
@@ -199,7 +225,8 @@ func TestCompletionSurvivesOutage(t *testing.T) {
 //     keeps running there undisturbed;
 //   - within the lease, for a task that has moved on (to the retry set here,
 //     as the recoverer moves an expired one), asynq's script refuses it with
-//     NOT FOUND and changes nothing.
+//     NOT FOUND and changes nothing; the fetchClient reports the retry done,
+//     so that asynq's syncer stops retrying it.
 func TestLateCompletionDoesNoHarm(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t)
@@ -253,8 +280,10 @@ func TestLateCompletionDoesNoHarm(t *testing.T) {
 	}, 5*time.Second, 20*time.Millisecond)
 	live, cancel := context.WithDeadline(context.Background(), time.Now().Add(20*time.Second))
 	cancel() // cancelled, with the lease still ahead: revived and sent
-	err = fc.EvalSha(live, done, doneKeys("q", "two"), doneArgs("two")...).Err()
-	require.ErrorContains(t, err, "NOT FOUND")
+	require.NoError(t, fc.EvalSha(live, done, doneKeys("q", "two"), doneArgs("two")...).Err(),
+		"NOT FOUND on a retry counts as done: the syncer drops it")
+	fc.syncBound = 0 // the same call as asynq sends it, to see Redis' answer
+	require.ErrorContains(t, fc.EvalSha(context.Background(), done, doneKeys("q", "two"), doneArgs("two")...).Err(), "NOT FOUND")
 	info, err = insp.GetTaskInfo("q", "two")
 	require.NoError(t, err)
 	require.Equal(t, asynq.TaskStateRetry, info.State, "unchanged")
