@@ -18,8 +18,9 @@ import (
 // completes. The first enqueue of a tick wins; Redis refuses the others with
 // ErrTaskIDConflict. No worker is special, so a worker that dies or stops
 // costs no tick as long as another one runs. A tick whose enqueue fails
-// (Redis unreachable) is retried until the next tick is due (MaxWindow at
-// most); retries are safe for the same reason.
+// (Redis unreachable, a failover) is retried within its window (its window: until
+// the next tick, but at least a minute); retries are safe for the same
+// reason, and the retention outlasts the window.
 
 // SkewMargin is added to each tick's retention on top of the time the tick
 // can be retried. A task ID is kept until its task completed plus the
@@ -29,9 +30,13 @@ import (
 // asynq's recoverer assumes too).
 const SkewMargin = time.Minute
 
-// MaxWindow bounds how long one tick's enqueue is retried, and with it the
-// retention of a tick's task ID (MaxWindow + SkewMargin).
-const MaxWindow = 24 * time.Hour
+// MinWindow and MaxWindow bound how long one tick's enqueue is retried (see
+// Scheduler.window), and with it the retention of a tick's task ID: the window plus
+// SkewMargin.
+const (
+	MinWindow = time.Minute
+	MaxWindow = 24 * time.Hour
+)
 
 // Results of a tick, as Status and the metrics name them.
 const (
@@ -69,6 +74,9 @@ type Options struct {
 	RetryMin, RetryMax time.Duration
 	// AttemptTimeout bounds one enqueue attempt (default 5s).
 	AttemptTimeout time.Duration
+	// MinWindow is the shortest time a tick is retried (default MinWindow;
+	// tests shorten it).
+	MinWindow time.Duration
 }
 
 // Entry is one periodic task.
@@ -150,6 +158,9 @@ func New(opts Options) *Scheduler {
 	}
 	if opts.AttemptTimeout <= 0 {
 		opts.AttemptTimeout = 5 * time.Second
+	}
+	if opts.MinWindow <= 0 {
+		opts.MinWindow = MinWindow
 	}
 	return &Scheduler{opts: opts, names: map[string]bool{}}
 }
@@ -290,9 +301,10 @@ func (s *Scheduler) run(e *entry) {
 	s.wg.Go(func() { s.loop(ctx, e) })
 }
 
-// loop waits for each tick of e and fires it. A tick that comes due while
-// the one before is still being retried is fired late, within its own
-// window; ticks whose window has passed (a suspended process) are skipped.
+// loop waits for each tick of e and fires it in a goroutine of its own, so
+// that a tick whose enqueue is being retried (Redis unreachable) does not
+// hold back the next. Ticks whose window has passed (a process suspended
+// that long) are skipped.
 func (s *Scheduler) loop(ctx context.Context, e *entry) {
 	next := e.spec.Next(s.opts.Now())
 	for {
@@ -305,14 +317,26 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 		if !s.sleepUntil(ctx, next) {
 			return
 		}
-		after := e.spec.Next(next)
-		if now := s.opts.Now(); !after.IsZero() && !now.Before(after) {
+		tick, after := next, e.spec.Next(next)
+		deadline := tick.Add(s.window(tick, after))
+		if now := s.opts.Now(); !now.Before(deadline) {
 			next = e.spec.Next(now) // asleep past the whole window
 			continue
 		}
-		s.fire(ctx, e, next, after)
+		s.wg.Go(func() { s.fire(ctx, e, tick, deadline) })
 		next = after
 	}
+}
+
+// window is how long the enqueue of tick, followed by next (zero when there
+// is none), is retried: until the next tick, but at least Options.MinWindow
+// (MinWindow), so that a short outage or failover costs no tick, and at
+// most MaxWindow.
+func (s *Scheduler) window(tick, next time.Time) time.Duration {
+	if next.IsZero() {
+		return MaxWindow
+	}
+	return min(max(next.Sub(tick), s.opts.MinWindow), MaxWindow)
 }
 
 // sleepUntil waits until t on the scheduler's clock, or ctx ends (false).
@@ -332,15 +356,10 @@ func (s *Scheduler) sleepUntil(ctx context.Context, t time.Time) bool {
 	}
 }
 
-// fire enqueues the tick, retrying until it is in Redis or its window (up to
-// the next tick, MaxWindow at most) closes.
-func (s *Scheduler) fire(ctx context.Context, e *entry, tick, next time.Time) {
-	window := MaxWindow
-	if !next.IsZero() {
-		window = min(next.Sub(tick), MaxWindow)
-	}
-	deadline := tick.Add(window)
-	retention := max(window+SkewMargin, e.retention)
+// fire enqueues the tick, retrying until it is in Redis or its window
+// closes at deadline.
+func (s *Scheduler) fire(ctx context.Context, e *entry, tick, deadline time.Time) {
+	retention := max(deadline.Sub(tick)+SkewMargin, e.retention)
 	opts := append(slices.Clone(e.Opts), asynq.TaskID(TickID(e.Name, tick)), asynq.Retention(retention))
 
 	pause := s.opts.RetryMin
@@ -375,7 +394,7 @@ func (s *Scheduler) fire(ctx context.Context, e *entry, tick, next time.Time) {
 			}
 			e.record(tick, ResultMissed, err)
 			if e.missRun(true) == 0 {
-				s.opts.Logger.Warn("scheduled tick missed: its enqueue failed until the next tick was due; "+
+				s.opts.Logger.Warn("scheduled tick missed: its enqueue failed until its window closed; "+
 					"later misses in a row are counted, not logged", "component", "scheduler",
 					"schedule", e.Name, "tick", tick, "attempts", attempt, "error", err)
 			}
@@ -413,11 +432,13 @@ func (e *entry) setNext(t time.Time) {
 func (e *entry) record(tick time.Time, result string, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.status.LastTick, e.status.LastResult, e.status.LastError = tick, result, ""
-	if err != nil {
-		e.status.LastError = err.Error()
+	if !tick.Before(e.status.LastTick) { // ticks retried at once may end out of order
+		e.status.LastTick, e.status.LastResult, e.status.LastError = tick, result, ""
+		if err != nil {
+			e.status.LastError = err.Error()
+		}
 	}
-	if result == ResultEnqueued || result == ResultDuplicate {
+	if (result == ResultEnqueued || result == ResultDuplicate) && tick.After(e.status.LastRun) {
 		e.status.LastRun = tick
 	}
 	e.status.Counts[result]++

@@ -64,7 +64,7 @@ func TestFleetEnqueuesEachTickOnce(t *testing.T) {
 		require.False(t, seen[ti.ID], "tick %s enqueued twice", ti.ID)
 		seen[ti.ID] = true
 		require.Regexp(t, `^schedules\.tick@\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$`, ti.ID)
-		require.GreaterOrEqual(t, ti.Retention, time.Second+schedule.SkewMargin)
+		require.GreaterOrEqual(t, ti.Retention, schedule.MinWindow+schedule.SkewMargin)
 	}
 	// The last scheduler saw at least 4 ticks, all of which are in Redis.
 	require.GreaterOrEqual(t, len(seen), 4)
@@ -107,7 +107,7 @@ func TestFailedTickIsRetriedThenMissed(t *testing.T) {
 	f := &fakeEnqueue{}
 	f.failing.Store(true)
 	var logs syncBuffer
-	sch := schedule.New(schedule.Options{Enqueue: f.enqueue, RetryMin: 50 * time.Millisecond,
+	sch := schedule.New(schedule.Options{Enqueue: f.enqueue, RetryMin: 50 * time.Millisecond, MinWindow: time.Second,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	require.NoError(t, sch.Add(schedule.Entry{Name: "e", Spec: "@every 1s", Task: asynq.NewTask("t", nil)}))
 	sch.Start()
@@ -154,6 +154,37 @@ func TestTickRetriedUntilRedisIsBack(t *testing.T) {
 	close(ready)
 	require.Eventually(t, func() bool { return sch.Status()[0].LastResult == schedule.ResultEnqueued }, 5*time.Second, 5*time.Millisecond)
 	require.Zero(t, sch.Status()[0].Counts[schedule.ResultMissed])
+}
+
+// The ticks of an outage shorter than the window are all enqueued once it
+// ends, each under its own ID: an outage or a failover of a few seconds
+// costs no tick of an "@every 1s" schedule.
+func TestTicksOfAnOutageAreCaughtUp(t *testing.T) {
+	t.Parallel()
+	f := &fakeEnqueue{}
+	f.failing.Store(true)
+	sch := schedule.New(schedule.Options{Enqueue: f.enqueue, RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond})
+	require.NoError(t, sch.Add(schedule.Entry{Name: "e", Spec: "@every 1s", Task: asynq.NewTask("t", nil)}))
+	sch.Start()
+	t.Cleanup(sch.Stop)
+	first := time.Now().Truncate(time.Second).Add(time.Second)
+	time.Sleep(time.Until(first.Add(2500 * time.Millisecond)))
+	f.failing.Store(false)
+	require.Eventually(t, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.ids) >= 3
+	}, 5*time.Second, 10*time.Millisecond)
+	sch.Stop()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range 3 {
+		require.Contains(t, f.ids, schedule.TickID("e", first.Add(time.Duration(i)*time.Second)))
+	}
+	st := sch.Status()[0]
+	require.Zero(t, st.Counts[schedule.ResultMissed])
+	require.Equal(t, uint64(len(f.ids)), st.Counts[schedule.ResultEnqueued])
+	require.False(t, st.LastRun.Before(first.Add(2*time.Second)), "the latest tick, whatever order they ended in")
 }
 
 func TestAddRefuses(t *testing.T) {
