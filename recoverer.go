@@ -110,7 +110,12 @@ func (f *fetchClient) completion(ctx context.Context, run func(context.Context) 
 	if ctx.Err() != nil {
 		now := time.Now()
 		if !hasLease || !now.Before(lease) || f.syncBound <= 0 {
-			return run(ctx) // fails at once, as asynq's own retry would
+			// Not sent: the autopipeliner would send it whatever its
+			// context says, and past the lease it could remove the task
+			// from under the worker the recoverer gave it to.
+			cmd := redis.NewCmd(ctx)
+			cmd.SetErr(ctx.Err())
+			return cmd
 		}
 		rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), earliest(lease, now.Add(f.syncBound)))
 		defer cancel()

@@ -229,9 +229,26 @@ func TestCompletionSurvivesOutage(t *testing.T) {
 //     so that asynq's syncer stops retrying it.
 func TestLateCompletionDoesNoHarm(t *testing.T) {
 	t.Parallel()
+	for _, pipelined := range []bool{false, true} {
+		t.Run(map[bool]string{false: "direct", true: "autopipeline"}[pipelined], func(t *testing.T) {
+			t.Parallel()
+			testLateCompletion(t, pipelined)
+		})
+	}
+}
+
+// testLateCompletion is TestLateCompletionDoesNoHarm with the scripts sent
+// directly or, as with worker.autopipeline, through go-redis' autopipeliner,
+// which runs a command on its own context whatever the caller's says.
+func testLateCompletion(t *testing.T, pipelined bool) {
 	s := redistest.Start(t)
 	c := quickClient(t, s.Addr())
-	fc := newFetchClient(c, nil, nil, nil, []string{"q"}, time.Second, slog.New(slog.DiscardHandler))
+	var pipe redis.Cmdable
+	if pipelined {
+		pipe = autoPipeliner(c, slog.New(slog.DiscardHandler))
+		require.NotNil(t, pipe)
+	}
+	fc := newFetchClient(c, nil, pipe, nil, []string{"q"}, time.Second, slog.New(slog.DiscardHandler))
 	fc.syncBound = time.Second
 	done := loadScript(t, c, "doneCmd")
 	insp := asynq.NewInspectorFromRedisClient(c)
