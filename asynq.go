@@ -30,6 +30,10 @@ type queue struct {
 	// (internal/schedule); asynq's own Scheduler is not used.
 	scheduler *schedule.Scheduler
 	client    *asynq.Client // the scheduler's
+	// registry lists the scheduler's entries for asynq's tools
+	// (cronregistry.go); it runs only when there are entries.
+	registry        *cronRegistry
+	registryStarted bool
 	inspector *asynq.Inspector
 	mux       *asynq.ServeMux
 	// release ends a subscriber's wait for Redis (see queueClient); asynq's
@@ -104,7 +108,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 		q.servers = append(q.servers, asynq.NewServerFromRedisClient(fc, c))
 	}
 	q.client = asynq.NewClientFromRedisClient(rdb)
-	enqueue := q.client.EnqueueContext
+	enqueue := recordEnqueues(rdb, q.client.EnqueueContext) // cronregistry.go
 	if tr != nil { // tracing.go: a span per tick
 		enqueue = traceScheduled(tr, enqueue)
 	}
@@ -113,6 +117,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 		Wait:    await,
 		Logger:  log,
 	})
+	q.registry = newCronRegistry(rdb, q.scheduler.Status, log.With("component", "scheduler"))
 	q.inspector = asynq.NewInspectorFromRedisClient(rdb)
 	return q
 }
@@ -147,6 +152,10 @@ func (q *queue) start(handler asynq.Handler) error {
 		}
 	}
 	q.scheduler.Start()
+	if q.scheduler.Len() > 0 {
+		q.registry.start()
+		q.registryStarted = true
+	}
 	return nil
 }
 
@@ -164,5 +173,6 @@ func (q *queue) stopFetching() {
 func (q *queue) shutdown() {
 	q.release()
 	q.scheduler.Stop()
+	q.registry.shutdown(q.registryStarted)
 	q.shutdownServers(q.servers)
 }

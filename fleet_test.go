@@ -2,6 +2,7 @@ package taskhost
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskhost/taskhost/internal/redistest"
+	"github.com/taskhost/taskhost/internal/schedule"
 )
 
 // TestFleetCountsProcesses checks fleetWorkers, which reads asynq's
@@ -56,4 +58,42 @@ func TestFleetCountsProcesses(t *testing.T) {
 
 func redisZ(expiry time.Time, member string) redis.Z {
 	return redis.Z{Score: float64(expiry.Unix()), Member: member}
+}
+
+// The registry's encoding, read back by asynq's Inspector: every field,
+// times to the nanosecond.
+func TestCronEntryEncoding(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	c := quickClient(t, s.Addr())
+	next := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
+	last := next.Add(-time.Minute)
+	st := []schedule.Status{
+		{Name: "schedules.a", Spec: "@every 1m", Type: "t:a", Options: []string{`Queue("low")`, `MaxRetry(2)`}, Next: next, LastRun: last},
+		{Name: "plugins.p.t:b", Spec: "0 3 * * *", Type: "t:b"},
+	}
+	r := newCronRegistry(c, func() []schedule.Status { return st }, slog.New(slog.DiscardHandler))
+	r.write()
+	insp := asynq.NewInspectorFromRedisClient(c)
+	t.Cleanup(func() { _ = insp.Close() })
+	entries, err := insp.SchedulerEntries()
+	require.NoError(t, err)
+	require.Len(t, entries, 2)
+	byID := map[string]*asynq.SchedulerEntry{}
+	for _, e := range entries {
+		byID[e.ID] = e
+	}
+	a := byID["schedules.a"]
+	require.NotNil(t, a)
+	require.Equal(t, "@every 1m", a.Spec)
+	require.Equal(t, "t:a", a.Task.Type())
+	require.True(t, next.Equal(a.Next), "%s", a.Next)
+	require.True(t, last.Equal(a.Prev), "%s", a.Prev)
+	require.Len(t, a.Opts, 2)
+	require.Equal(t, `Queue("low")`, a.Opts[0].String())
+	b := byID["plugins.p.t:b"]
+	require.NotNil(t, b)
+	require.Empty(t, b.Opts)
+	require.Equal(t, int64(0), b.Prev.Unix(), "never run, as asynq shows its own")
+	r.shutdown(false)
 }

@@ -2,6 +2,7 @@ package taskhost_test
 
 import (
 	"context"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -99,4 +100,65 @@ func tickOf(t *testing.T, id string) time.Time {
 	tick, err := time.Parse(time.RFC3339, at)
 	require.NoError(t, err)
 	return tick
+}
+
+// TestCronRegistryReadByAsynq checks that asynq's tools (its Inspector, and
+// with it `asynq cron ls` and the dashboard) list the scheduler's entries
+// and their history, and that a stopped worker's entries go away.
+func TestCronRegistryReadByAsynq(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	spdSinks.Store(t.Name(), asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil }))
+	t.Cleanup(func() { spdSinks.Delete(t.Name()) })
+	cfg := testConfig(t, s.Addr())
+	cfg.Plugins = map[string]map[string]any{"spd-probe": {"sink": t.Name()}}
+	three := 3
+	cfg.Schedules = map[string]taskhost.ScheduleConfig{"tick": {Cron: "@every 1s", Type: "spd:probe", Payload: `{"secret":"sekret-7"}`,
+		Queue: "low", Options: taskhost.ScheduleOptions{MaxRetry: &three}}}
+	rt, err := taskhost.New(cfg, taskhost.Options{Logger: taskhost.NewLogger(cfg.Log, io.Discard)})
+	require.NoError(t, err)
+	require.NoError(t, rt.Start(context.Background()))
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			_ = rt.Stop(context.Background())
+		}
+	})
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: s.Addr()})
+	t.Cleanup(func() { _ = insp.Close() })
+
+	var entry *asynq.SchedulerEntry
+	require.Eventually(t, func() bool {
+		entries, err := insp.SchedulerEntries()
+		if err != nil || len(entries) != 1 {
+			return false
+		}
+		entry = entries[0]
+		return true
+	}, 10*time.Second, 50*time.Millisecond, "the entry is listed")
+	require.Equal(t, "schedules.tick", entry.ID)
+	require.Equal(t, "@every 1s", entry.Spec)
+	require.Equal(t, "spd:probe", entry.Task.Type())
+	require.Empty(t, entry.Task.Payload(), "payloads are not published")
+	var opts []string
+	for _, o := range entry.Opts {
+		opts = append(opts, o.String())
+	}
+	require.Contains(t, opts, `Queue("low")`)
+	require.Contains(t, opts, `MaxRetry(3)`)
+	require.WithinDuration(t, time.Now(), entry.Next, 2*time.Second)
+
+	var events []*asynq.SchedulerEnqueueEvent
+	require.Eventually(t, func() bool {
+		events, err = insp.ListSchedulerEnqueueEvents("schedules.tick")
+		return err == nil && len(events) > 0
+	}, 10*time.Second, 50*time.Millisecond, "the ticks are in the entry's history")
+	require.Regexp(t, `^schedules\.tick@`, events[0].TaskID)
+	require.WithinDuration(t, time.Now(), events[0].EnqueuedAt, 10*time.Second)
+
+	require.NoError(t, rt.Stop(context.Background()))
+	stopped = true
+	entries, err := insp.SchedulerEntries()
+	require.NoError(t, err)
+	require.Empty(t, entries, "a stopped worker's entries are removed")
 }

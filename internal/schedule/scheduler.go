@@ -100,6 +100,9 @@ type Status struct {
 	Spec  string
 	Type  string
 	Queue string
+	// Options are the entry's enqueue options as asynq prints them
+	// (Queue("default"), MaxRetry(3)...), without the per-tick ones.
+	Options []string
 	// Next is the next tick; zero when there is none, or before Start.
 	Next time.Time
 	// LastRun is the last tick known to be in Redis: enqueued by this
@@ -183,6 +186,9 @@ func (s *Scheduler) Add(e Entry) error {
 		}
 	}
 	ent.status = Status{Name: e.Name, Spec: e.Spec, Type: e.Task.Type(), Queue: ent.queue, Counts: map[string]uint64{}}
+	for _, o := range e.Opts {
+		ent.status.Options = append(ent.status.Options, o.String())
+	}
 	for _, r := range Results {
 		ent.status.Counts[r] = 0
 	}
@@ -285,6 +291,7 @@ func (s *Scheduler) Status() []Status {
 	for _, e := range entries {
 		e.mu.Lock()
 		st := e.status
+		st.Options = slices.Clone(e.status.Options)
 		st.Counts = make(map[string]uint64, len(e.status.Counts))
 		for k, v := range e.status.Counts {
 			st.Counts[k] = v
