@@ -34,8 +34,8 @@ type queue struct {
 	// (cronregistry.go); it runs only when there are entries.
 	registry        *cronRegistry
 	registryStarted bool
-	inspector *asynq.Inspector
-	mux       *asynq.ServeMux
+	inspector       *asynq.Inspector
+	mux             *asynq.ServeMux
 	// release ends a subscriber's wait for Redis (see queueClient); asynq's
 	// server shutdown waits for the subscriber goroutine.
 	release func()
@@ -109,7 +109,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 	}
 	q.client = asynq.NewClientFromRedisClient(rdb)
 	enqueue := recordEnqueues(rdb, q.client.EnqueueContext) // cronregistry.go
-	if tr != nil { // tracing.go: a span per tick
+	if tr != nil {                                          // tracing.go: a span per tick
 		enqueue = traceScheduled(tr, enqueue)
 	}
 	q.scheduler = schedule.New(schedule.Options{
