@@ -282,7 +282,7 @@ func TestTracingEnvironmentErrors(t *testing.T) {
 		env  []string
 		want []string
 	}{
-		{[]string{"OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:1"}, []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"}},
+		{[]string{"OTEL_EXPORTER_OTLP_PROTOCOL=http/json", "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:1"}, []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf or grpc"}},
 		{[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=127.0.0.1:4318"}, []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://"}},
 		{[]string{"OTEL_TRACES_SAMPLER=sometimes"}, []string{"OTEL_TRACES_SAMPLER", "parentbased_traceidratio"}},
 		{[]string{"OTEL_TRACES_SAMPLER=traceidratio", "OTEL_TRACES_SAMPLER_ARG=2"}, []string{"OTEL_TRACES_SAMPLER_ARG"}},

@@ -3,6 +3,7 @@ package tracetest
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -171,6 +173,18 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		fail(http.StatusBadRequest, "decode: "+err.Error())
 		return
 	}
+	got := spansOf(&msg)
+	r.mu.Lock()
+	r.spans = append(r.spans, got...)
+	r.posts++
+	r.mu.Unlock()
+	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = io.Copy(w, bytes.NewReader(out))
+}
+
+// spansOf flattens the spans of an export request.
+func spansOf(msg *coltracepb.ExportTraceServiceRequest) []Span {
 	var got []Span
 	for _, rs := range msg.GetResourceSpans() {
 		service := ""
@@ -185,13 +199,7 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 			}
 		}
 	}
-	r.mu.Lock()
-	r.spans = append(r.spans, got...)
-	r.posts++
-	r.mu.Unlock()
-	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = io.Copy(w, bytes.NewReader(out))
+	return got
 }
 
 func flatten(service string, sp *tracepb.Span) Span {
@@ -231,4 +239,48 @@ func value(v *commonpb.AnyValue) any {
 		return x.DoubleValue
 	}
 	return v.String()
+}
+
+// GRPCReceiver is an OTLP/gRPC trace receiver on 127.0.0.1.
+type GRPCReceiver struct {
+	coltracepb.UnimplementedTraceServiceServer
+	srv *grpc.Server
+	ln  net.Listener
+
+	mu    sync.Mutex
+	spans []Span
+}
+
+// StartGRPC starts a gRPC receiver and stops it in t.Cleanup.
+func StartGRPC(t testing.TB) *GRPCReceiver {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &GRPCReceiver{ln: ln, srv: grpc.NewServer()}
+	coltracepb.RegisterTraceServiceServer(r.srv, r)
+	go func() { _ = r.srv.Serve(ln) }()
+	t.Cleanup(r.srv.Stop)
+	return r
+}
+
+// URL is the receiver's endpoint, for OTEL_EXPORTER_OTLP_ENDPOINT (http:
+// a plaintext connection).
+func (r *GRPCReceiver) URL() string { return "http://" + r.ln.Addr().String() }
+
+// Export is the OTLP trace service's one method.
+func (r *GRPCReceiver) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	got := spansOf(req)
+	r.mu.Lock()
+	r.spans = append(r.spans, got...)
+	r.mu.Unlock()
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+// Spans returns the spans received so far.
+func (r *GRPCReceiver) Spans() []Span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Span(nil), r.spans...)
 }
