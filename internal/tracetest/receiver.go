@@ -126,6 +126,48 @@ func (r *Receiver) Wait(t testing.TB, d time.Duration, what string, match func(S
 	}
 }
 
+// Tree renders the spans of trace traceID as an indented tree, children
+// under their parents, in start order: service, name, kind, duration and
+// attributes. docs/observability.md shows one.
+func (r *Receiver) Tree(traceID string) string {
+	var spans []Span
+	for _, s := range r.Spans() {
+		if s.TraceID == traceID {
+			spans = append(spans, s)
+		}
+	}
+	known := map[string]bool{}
+	for _, s := range spans {
+		known[s.SpanID] = true
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "trace %s\n", traceID)
+	var walk func(parent string, depth int)
+	walk = func(parent string, depth int) {
+		for _, s := range spans {
+			if s.ParentSpanID != parent && !(parent == "" && !known[s.ParentSpanID]) {
+				continue
+			}
+			keys := make([]string, 0, len(s.Attrs))
+			for k := range s.Attrs {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			fmt.Fprintf(&b, "%s%s  %q  %s  span=%s  %s\n", strings.Repeat("  ", depth+1), s.Service, s.Name,
+				strings.TrimPrefix(s.Kind, "SPAN_KIND_"), s.SpanID, s.End.Sub(s.Start).Round(time.Microsecond))
+			for _, k := range keys {
+				fmt.Fprintf(&b, "%s    %s=%v\n", strings.Repeat("  ", depth+1), k, s.Attrs[k])
+			}
+			for _, l := range s.Links {
+				fmt.Fprintf(&b, "%s    link trace=%s span=%s\n", strings.Repeat("  ", depth+1), l.TraceID, l.SpanID)
+			}
+			walk(s.SpanID, depth+1)
+		}
+	}
+	walk("", 0)
+	return b.String()
+}
+
 func (r *Receiver) dump() string {
 	var b strings.Builder
 	for _, s := range r.Spans() {
