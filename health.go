@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/connerr"
 	"github.com/taskhost/taskhost/internal/redisconn"
 	"github.com/taskhost/taskhost/internal/reload"
 	"github.com/taskhost/taskhost/ratelimit"
@@ -232,7 +233,7 @@ func (h connHook) DialHook(next redis.DialHook) redis.DialHook {
 		switch {
 		case err == nil:
 			h.o.dialed(cn.RemoteAddr().String())
-		case redisconn.IsNetworkError(err):
+		case connerr.Down(err):
 			h.o.failed(err)
 		}
 		return cn, err
@@ -242,7 +243,7 @@ func (h connHook) DialHook(next redis.DialHook) redis.DialHook {
 func (h connHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if err != nil && redisconn.IsNetworkError(err) {
+		if connerr.Down(err) {
 			h.o.failed(err)
 		}
 		return err
@@ -252,7 +253,7 @@ func (h connHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h connHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := next(ctx, cmds)
-		if err != nil && redisconn.IsNetworkError(err) {
+		if connerr.Down(err) {
 			h.o.failed(err)
 		}
 		return err

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskhost/taskhost"
+	"github.com/taskhost/taskhost/internal/connerr"
 	"github.com/taskhost/taskhost/internal/redisconn"
 	"github.com/taskhost/taskhost/internal/tracing"
 )
@@ -165,7 +166,7 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	switch {
 	case err == nil:
-	case redisconn.IsNetworkError(err) || errors.Is(err, context.DeadlineExceeded):
+	case connerr.Down(err):
 		fmt.Fprintf(stderr, "worker enqueue: Redis (%s) is unreachable, the task was not enqueued: %v\n",
 			cfg.Redis.Target(), err)
 		return ExitFailure
