@@ -67,7 +67,7 @@ func (e *StatusError) Error() string { return "status " + e.Status }
 // deliver sends one delivery; see the package documentation for what each
 // outcome returns.
 func (w *Webhook) deliver(ctx context.Context, d Delivery) (err error) {
-	code := 0                  // the response's status, for the span
+	var code int               // the response's status, for the span
 	u, err := url.Parse(d.URL) // Validate parsed it already
 	if err != nil {
 		return fmt.Errorf("webhook: %w: %w", stripURL(err), asynq.SkipRetry)
