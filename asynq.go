@@ -36,6 +36,7 @@ type queue struct {
 	hub      *wakeHub
 	halt     chan struct{}
 	haltOnce sync.Once
+	fetchers []*fetchClient // one per server
 }
 
 // newQueue builds asynq's server, scheduler and inspector on rdb. None of
@@ -72,16 +73,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 		queues = append(queues, name)
 	}
 	if wakeup := strings.ToLower(w.Wakeup); wakeup != WakeupOff {
-		pollOnly := ""
-		switch {
-		case wakeup == WakeupPoll:
-			pollOnly = "worker.wakeup is poll"
-		case cfg.Redis.Mode == ModeCluster:
-			pollOnly = "Redis Cluster (keyspace notifications are per node)"
-		case cfg.Redis.Mode == ModeEmbedded:
-			pollOnly = "the embedded Redis has no keyspace notifications"
-		}
-		q.hub = newWakeHub(raw, ready, await, queues, w.Fetchers, pollOnly, log.With("component", "queue"))
+		q.hub = newWakeHub(wakeHubConfig(cfg, raw, ready, await, queues, log.With("component", "queue")))
 	}
 	var pipe redis.Cmdable
 	if w.AutoPipeline && len(concurrencyShares(w.Concurrency, w.Fetchers)) > 1 {
@@ -95,6 +87,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 			fc.idle = notifyWaitExtra
 			fc.standby = standbyWhileDown(ready, await)
 		}
+		q.fetchers = append(q.fetchers, fc)
 		q.servers = append(q.servers, asynq.NewServerFromRedisClient(fc, c))
 	}
 	sopts := &asynq.SchedulerOpts{
