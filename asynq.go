@@ -44,6 +44,7 @@ type queue struct {
 	hub      *wakeHub
 	halt     chan struct{}
 	haltOnce sync.Once
+	fetchers []*fetchClient // one per server
 }
 
 // newQueue builds asynq's servers and inspector, and the scheduler, on rdb.
@@ -80,16 +81,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 		queues = append(queues, name)
 	}
 	if wakeup := strings.ToLower(w.Wakeup); wakeup != WakeupOff {
-		pollOnly := ""
-		switch {
-		case wakeup == WakeupPoll:
-			pollOnly = "worker.wakeup is poll"
-		case cfg.Redis.Mode == ModeCluster:
-			pollOnly = "Redis Cluster (keyspace notifications are per node)"
-		case cfg.Redis.Mode == ModeEmbedded:
-			pollOnly = "the embedded Redis has no keyspace notifications"
-		}
-		q.hub = newWakeHub(raw, ready, await, queues, w.Fetchers, pollOnly, log.With("component", "queue"))
+		q.hub = newWakeHub(wakeHubConfig(cfg, raw, ready, await, queues, log.With("component", "queue")))
 	}
 	var pipe redis.Cmdable
 	if w.AutoPipeline && len(concurrencyShares(w.Concurrency, w.Fetchers)) > 1 {
@@ -105,6 +97,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 			fc.standby = standbyWhileDown(ready, await)
 			fc.notRecoverer = true // one recoverer per process: see recoverer.go
 		}
+		q.fetchers = append(q.fetchers, fc)
 		q.servers = append(q.servers, asynq.NewServerFromRedisClient(fc, c))
 	}
 	q.client = asynq.NewClientFromRedisClient(rdb)

@@ -107,9 +107,11 @@ type WorkerConfig struct {
 	// Fetchers is how many asynq servers share Concurrency, each fetching
 	// tasks on its own (see runtime/fetchers.go).
 	Fetchers int `koanf:"fetchers"`
-	// Wakeup selects how idle fetchers learn of new tasks: auto (Redis
-	// keyspace notifications where allowed, else adaptive polling), poll
-	// (adaptive polling only; never CONFIG SET) or off (asynq's own 1 s poll).
+	// Wakeup selects how idle fetchers learn of new tasks: auto (blocking
+	// reads on the pending lists; only reads, never changes the server's
+	// config), notify (Redis keyspace notifications, turned on with CONFIG
+	// SET: changes the server's config; blocking reads where refused), poll
+	// (adaptive polling only) or off (asynq's own 1 s poll).
 	Wakeup string `koanf:"wakeup"`
 	// AutoPipeline batches asynq's scripts other than the dequeue (task
 	// done, retry, archive...) from concurrent workers into pipelines, with
@@ -123,6 +125,10 @@ type HealthConfig struct {
 	Addr    string        `koanf:"addr"`
 	Detail  string        `koanf:"detail"` // full|minimal
 	Timeout time.Duration `koanf:"timeout"`
+	// Pprof serves Go's profiles (net/http/pprof) at /debug/pprof/ on the
+	// admin listener: off by default; a listener that is not loopback
+	// needs the ui.auth credentials.
+	Pprof bool `koanf:"pprof"`
 }
 
 // Cache configures the cache store.

@@ -291,6 +291,7 @@ func (r *Runtime) adminMux() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/", r.healthHandler())
 	mux.Handle(reload.Path, r.reloadHandler())
+	r.mountPprof(mux)
 	if err := r.mountUI(mux); err != nil {
 		return nil, err
 	}
