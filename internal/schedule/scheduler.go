@@ -302,18 +302,19 @@ func (s *Scheduler) Status() []Status {
 	return out
 }
 
-// run starts e's loop; s.mu is held.
+// run starts e's loop; s.mu is held. The first tick is known when it
+// returns (Status shows it).
 func (s *Scheduler) run(e *entry) {
-	ctx := s.ctx
-	s.wg.Go(func() { s.loop(ctx, e) })
+	ctx, next := s.ctx, e.spec.Next(s.opts.Now())
+	e.setNext(next)
+	s.wg.Go(func() { s.loop(ctx, e, next) })
 }
 
 // loop waits for each tick of e and fires it in a goroutine of its own, so
 // that a tick whose enqueue is being retried (Redis unreachable) does not
 // hold back the next. Ticks whose window has passed (a process suspended
 // that long) are skipped.
-func (s *Scheduler) loop(ctx context.Context, e *entry) {
-	next := e.spec.Next(s.opts.Now())
+func (s *Scheduler) loop(ctx context.Context, e *entry, next time.Time) {
 	for {
 		if next.IsZero() {
 			e.setNext(next)
