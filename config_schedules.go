@@ -52,8 +52,9 @@ type ScheduleOptions struct {
 	// (asynq.Unique). It must be shorter than the shortest gap between ticks.
 	Unique time.Duration `koanf:"unique"`
 	// Retention keeps a completed run in Redis for this long; the scheduler
-	// keeps each tick's run at least until the next tick plus a minute,
-	// which is how it refuses a second run of one tick.
+	// keeps each tick's run at least for the tick's retry window (until the
+	// next tick, a minute at least) plus a minute, which is how it refuses a
+	// second run of one tick.
 	Retention time.Duration `koanf:"retention"`
 }
 
