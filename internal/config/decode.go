@@ -128,6 +128,10 @@ func (d decoder) decodeMap(key string, val any, fv reflect.Value) {
 			entries = flattenDots(entries)
 		}
 	}
+	if len(entries) > MaxKeys {
+		d.add(key, fmt.Sprintf("has more than %d entries; expected at most %d", MaxKeys, MaxKeys))
+		return
+	}
 	out := reflect.MakeMapWithSize(t, len(entries))
 	for _, name := range sortedKeys(entries) {
 		ekey := key + "." + name

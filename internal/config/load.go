@@ -3,16 +3,16 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"reflect"
 	"strings"
 
-	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/env/v2"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
+	"go.yaml.in/yaml/v3"
 )
 
 // DefaultPath is the config file read when none is named.
@@ -61,7 +61,7 @@ func Load(opts LoadOptions) (Config, error) {
 		return Config{}, fmt.Errorf("%w: config file path is empty", ErrInvalid)
 	}
 	if opts.Path != "" {
-		if err := ko.Load(file.Provider(opts.Path), yaml.Parser(), merge); err != nil {
+		if err := ko.Load(boundedFile(opts.Path), boundedYAML{}, merge); err != nil {
 			if !errors.Is(err, fs.ErrNotExist) || opts.PathExplicit {
 				return Config{}, fmt.Errorf("%w: config file %q: %w", ErrInvalid, opts.Path, fileError(err))
 			}
@@ -83,20 +83,29 @@ func Load(opts LoadOptions) (Config, error) {
 		}
 	}
 
+	raw := ko.Raw()
+	if n := countKeys(raw, MaxKeys+1); n > MaxKeys {
+		return Config{}, fmt.Errorf("%w: more than %d keys in the file, environment and flags together "+
+			"(each map entry and list item counts); expected at most %d", ErrInvalid, MaxKeys, MaxKeys)
+	}
 	cfg := Default()
-	d := decoder{ps: &ps, origin: func(key string) string {
+	origin := func(key string) string {
 		for k := key; k != ""; k = k[:max(strings.LastIndex(k, "."), 0)] {
 			if o, ok := origins[k]; ok {
 				return o
 			}
 		}
 		return ""
-	}}
-	d.decodeStruct("", ko.Raw(), reflect.ValueOf(&cfg).Elem())
+	}
+	d := decoder{ps: &ps, origin: origin}
+	d.decodeStruct("", raw, reflect.ValueOf(&cfg).Elem())
 	// A key that did not decode kept its default; do not report it twice.
 	decoded := ps
 	for _, p := range cfg.problems() {
 		if !decoded.has(p.Key) {
+			if o := origin(p.Key); o != "" && p.Key != "" {
+				p.Message += " (from " + o + ")"
+			}
 			ps = append(ps, p)
 		}
 	}
@@ -104,6 +113,116 @@ func Load(opts LoadOptions) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// boundedFile is koanf's file provider with a size limit: a file, or a
+// device such as /dev/zero, longer than MaxFileBytes is an error before it
+// is held in memory or parsed.
+type boundedFile string
+
+// ReadBytes reads the file, at most MaxFileBytes of it.
+func (p boundedFile) ReadBytes() ([]byte, error) {
+	f, err := os.Open(string(p))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxFileBytes {
+		return nil, fmt.Errorf("larger than %d bytes (1 MiB), the limit of a config file", MaxFileBytes)
+	}
+	return b, nil
+}
+
+// Read is not supported: the file needs a parser.
+func (p boundedFile) Read() (map[string]any, error) {
+	return nil, errors.New("config: a file needs a parser")
+}
+
+// boundedYAML is koanf's YAML parser with a key limit: the document is
+// parsed into nodes (linear), counted, and decoded only when it holds at
+// most MaxKeys keys, since yaml.v3 checks a mapping's keys for duplicates
+// in quadratic time (a 100,000-key mapping took 25 s).
+type boundedYAML struct{}
+
+// Unmarshal parses b into a map.
+func (boundedYAML) Unmarshal(b []byte) (map[string]any, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, err
+	}
+	if n := countNodes(&doc, MaxKeys+1); n > MaxKeys {
+		return nil, fmt.Errorf("more than %d keys (each map entry and list item counts); expected at most %d", MaxKeys, MaxKeys)
+	}
+	out := map[string]any{}
+	if len(doc.Content) == 0 {
+		return out, nil
+	}
+	if err := doc.Decode(&out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Marshal is not used.
+func (boundedYAML) Marshal(map[string]any) ([]byte, error) {
+	return nil, errors.New("config: not supported")
+}
+
+// countNodes counts the mapping entries and sequence items below n,
+// following aliases, stopping once it reaches limit.
+func countNodes(n *yaml.Node, limit int) int {
+	count := 0
+	var walk func(n *yaml.Node, depth int)
+	walk = func(n *yaml.Node, depth int) {
+		if n == nil || count >= limit || depth > 100 {
+			return
+		}
+		switch n.Kind {
+		case yaml.MappingNode:
+			count += len(n.Content) / 2
+		case yaml.SequenceNode:
+			count += len(n.Content)
+		case yaml.AliasNode:
+			walk(n.Alias, depth+1)
+			return
+		}
+		for _, c := range n.Content {
+			walk(c, depth+1)
+		}
+	}
+	walk(n, 0)
+	return count
+}
+
+// countKeys counts the map entries and list items of v, at any depth,
+// stopping once it reaches limit.
+func countKeys(v any, limit int) int {
+	n := 0
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for _, e := range x {
+				if n++; n >= limit {
+					return
+				}
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				if n++; n >= limit {
+					return
+				}
+				walk(e)
+			}
+		}
+	}
+	walk(v)
+	return n
 }
 
 // fileError drops the path that *fs.PathError repeats.
