@@ -15,7 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/taskhost/taskhost/internal/config"
+	"github.com/taskhost/taskhost"
 	"github.com/taskhost/taskhost/internal/redisconn"
 )
 
@@ -116,7 +116,7 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	explicit := false
 	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
-	cfg, err := config.Load(config.LoadOptions{Path: a.path, PathExplicit: explicit, Dev: a.dev})
+	cfg, err := taskhost.LoadConfig(taskhost.LoadOptions{Path: a.path, PathExplicit: explicit, Dev: a.dev})
 	if err != nil {
 		fmt.Fprintf(stderr, "worker enqueue: config: %v\n", err)
 		return ExitUsage
@@ -130,7 +130,7 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		// go-redis would print each failed dial itself; the error below says it once.
 		redis.SetLogger(redisconn.LibraryLogger(slog.New(slog.DiscardHandler)))
 	})
-	rdb, err := redisconn.NewClient(cfg.Redis)
+	rdb, err := taskhost.NewRedisClient(cfg.Redis, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "worker enqueue: %v\n", err)
 		return ExitUsage
@@ -144,7 +144,7 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	case err == nil:
 	case redisconn.IsNetworkError(err) || errors.Is(err, context.DeadlineExceeded):
 		fmt.Fprintf(stderr, "worker enqueue: Redis (%s) is unreachable, the task was not enqueued: %v\n",
-			redisconn.Describe(cfg.Redis), err)
+			cfg.Redis.Target(), err)
 		return ExitFailure
 	case errors.Is(err, asynq.ErrTaskIDConflict):
 		fmt.Fprintf(stderr, "worker enqueue: -id %s: %v\n", a.id, err)

@@ -11,8 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/taskhost/taskhost/internal/config"
-	"github.com/taskhost/taskhost/runtime"
+	"github.com/taskhost/taskhost"
 )
 
 // workerFlags are the worker's flags. Those that set config keys are the
@@ -52,8 +51,8 @@ func (f *workerFlags) override(name, key, usage string) {
 }
 
 // loadOptions turns the flags the user set into config load options.
-func (f *workerFlags) loadOptions() config.LoadOptions {
-	opts := config.LoadOptions{Path: f.path, Dev: f.dev, Flags: map[string]any{}}
+func (f *workerFlags) loadOptions() taskhost.LoadOptions {
+	opts := taskhost.LoadOptions{Path: f.path, Dev: f.dev, Flags: map[string]any{}}
 	f.fs.Visit(func(fl *flag.Flag) {
 		if fl.Name == "config" {
 			opts.PathExplicit = true
@@ -78,17 +77,14 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stdout, "taskhost worker", Version)
 		return ExitOK
 	}
-	cfg, err := config.Load(f.loadOptions())
-	if err == nil {
-		err = runtime.CheckPlugins(cfg)
-	}
+	cfg, err := taskhost.LoadConfig(f.loadOptions())
 	if err == nil && f.checkConfig {
 		// Plugins decode their own sections when provisioned.
-		err = runtime.CheckConfig(ctx, cfg)
+		err = taskhost.CheckConfig(ctx, cfg)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: config: %v\n", err)
-		if errors.Is(err, config.ErrInvalid) {
+		if errors.Is(err, taskhost.ErrInvalidConfig) {
 			return ExitUsage
 		}
 		return ExitFailure
@@ -98,12 +94,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return ExitOK
 	}
 
-	log := runtime.NewLogger(cfg.Log, stderr)
+	log := taskhost.NewLogger(cfg.Log, stderr)
 	slog.SetDefault(log) // libraries that log through the default logger use the same format
-	rt, err := runtime.New(cfg, runtime.Options{Logger: log, Version: Version})
+	rt, err := taskhost.New(cfg, taskhost.Options{Logger: log, Version: Version})
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
-		if errors.Is(err, config.ErrInvalid) {
+		if errors.Is(err, taskhost.ErrInvalidConfig) {
 			return ExitUsage
 		}
 		return ExitFailure
@@ -133,7 +129,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 	if err := rt.Run(ctx); err != nil {
 		log.Error("worker failed", "component", "runtime", "error", err)
-		if errors.Is(err, config.ErrInvalid) {
+		if errors.Is(err, taskhost.ErrInvalidConfig) {
 			return ExitUsage
 		}
 		return ExitFailure

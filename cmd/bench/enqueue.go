@@ -14,10 +14,9 @@ import (
 	"github.com/hibiken/asynq"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/taskhost/taskhost/internal/config"
+	"github.com/taskhost/taskhost"
 	"github.com/taskhost/taskhost/internal/redisconn"
 	"github.com/taskhost/taskhost/internal/redistest"
-	"github.com/taskhost/taskhost/runtime"
 )
 
 // enqueuer is asynq.Client's enqueue method, which taskhost's Client shares.
@@ -75,7 +74,7 @@ func (h *harness) enqueue(ctx context.Context, side string) error {
 		return rate("enqueue_asynq_sequential", 1, bare)
 	}
 
-	rt, err := runtime.New(h.runtimeConfig(h.url), runtime.Options{LogOutput: io.Discard, Version: "bench"})
+	rt, err := taskhost.New(h.runtimeConfig(h.url), taskhost.Options{LogOutput: io.Discard, Version: "bench"})
 	if err != nil {
 		return err
 	}
@@ -97,8 +96,8 @@ func (h *harness) enqueue(ctx context.Context, side string) error {
 
 // runtimeConfig is a runtime in the harness process that only enqueues: it
 // serves a queue that no task goes to.
-func (h *harness) runtimeConfig(url string) config.Config {
-	cfg := config.Default()
+func (h *harness) runtimeConfig(url string) taskhost.Config {
+	cfg := taskhost.DefaultConfig()
 	cfg.Redis.URL = url
 	cfg.Health.Addr = "127.0.0.1:0"
 	cfg.Worker.Queues = map[string]int{"bench-unused": 1}
@@ -147,7 +146,7 @@ func (h *harness) outbox(ctx context.Context, store string) error {
 		defer os.RemoveAll(dir)
 		cfg.Outbox.Path = filepath.Join(dir, "outbox.db")
 	}
-	rt, err := runtime.New(cfg, runtime.Options{LogOutput: io.Discard, Version: "bench"})
+	rt, err := taskhost.New(cfg, taskhost.Options{LogOutput: io.Discard, Version: "bench"})
 	if err != nil {
 		return err
 	}

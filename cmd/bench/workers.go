@@ -9,9 +9,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/taskhost/taskhost/internal/config"
+	"github.com/taskhost/taskhost"
 	"github.com/taskhost/taskhost/internal/redisconn"
-	"github.com/taskhost/taskhost/runtime"
 )
 
 // worker is a started worker.
@@ -79,8 +78,8 @@ const unrelatedType = "bench:unrelated"
 // taskhostConfig is the config of the taskhost side: the defaults with every
 // middleware on, logging at info (to io.Discard, so its cost is paid but not
 // printed) and the bench plugin enabled.
-func taskhostConfig(redisURL string, concurrency int) config.Config {
-	cfg := config.Default()
+func taskhostConfig(redisURL string, concurrency int) taskhost.Config {
+	cfg := taskhost.DefaultConfig()
 	cfg.Redis.URL = redisURL
 	cfg.Health.Addr = "127.0.0.1:0"
 	cfg.Log.Level = "info"
@@ -95,8 +94,8 @@ func taskhostConfig(redisURL string, concurrency int) config.Config {
 // h. It is ready once the connection monitor reports ready.
 func startTaskhost(ctx context.Context, spec childSpec, h asynq.Handler) (worker, error) {
 	setPluginHandler(h)
-	rt, err := runtime.New(taskhostConfig(spec.redisURL, spec.concurrency),
-		runtime.Options{LogOutput: io.Discard, Version: "bench"})
+	rt, err := taskhost.New(taskhostConfig(spec.redisURL, spec.concurrency),
+		taskhost.Options{LogOutput: io.Discard, Version: "bench"})
 	if err != nil {
 		return worker{}, err
 	}
@@ -108,7 +107,7 @@ func startTaskhost(ctx context.Context, spec childSpec, h asynq.Handler) (worker
 
 // startReady starts rt and waits for its connection to be ready; on failure
 // it stops rt.
-func startReady(ctx context.Context, rt *runtime.Runtime) error {
+func startReady(ctx context.Context, rt *taskhost.Runtime) error {
 	if err := rt.Start(ctx); err != nil {
 		return fmt.Errorf("taskhost: start: %w", err)
 	}

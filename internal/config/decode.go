@@ -13,12 +13,15 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 )
 
-// decoder decodes raw koanf maps into structs, key by key, so that every bad
+// Decoder decodes raw koanf maps into structs, key by key, so that every bad
 // key is reported at once with its full path and the form it expects.
-type decoder struct {
-	ps *problems
-	// origin names where a key's value came from ("REDIS_PORT"), or "".
-	origin func(key string) string
+type Decoder struct {
+	// Problems collects what is wrong; required.
+	Problems *Problems
+	// Origin names where a key's value came from ("REDIS_PORT"), or "".
+	Origin func(key string) string
+	// Form names the form expected at a key; nil means TypeForm.
+	Form func(key string, t reflect.Type) string
 }
 
 // DecodeSection decodes section, the value found at key (for example
@@ -32,23 +35,23 @@ func DecodeSection(key string, section map[string]any, v any) error {
 	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
 		return fmt.Errorf("config: DecodeSection needs a non-nil pointer to a struct, got %T", v)
 	}
-	var ps problems
-	d := decoder{ps: &ps}
-	d.decodeStruct(key, section, rv.Elem())
-	return ps.err()
+	var ps Problems
+	d := Decoder{Problems: &ps}
+	d.DecodeStruct(key, section, rv.Elem())
+	return ps.Err(nil)
 }
 
-// decodeStruct decodes raw into the struct v, one key at a time.
-func (d decoder) decodeStruct(prefix string, raw map[string]any, v reflect.Value) {
+// DecodeStruct decodes raw into the struct v, one key at a time.
+func (d Decoder) DecodeStruct(prefix string, raw map[string]any, v reflect.Value) {
 	t := v.Type()
 	fields := map[string]int{}
 	for i := range t.NumField() {
-		if name, ok := fieldKey(t.Field(i)); ok {
+		if name, ok := FieldKey(t.Field(i)); ok {
 			fields[name] = i
 		}
 	}
 	for _, k := range sortedKeys(raw) {
-		key := joinKey(prefix, k)
+		key := JoinKey(prefix, k)
 		i, ok := fields[k]
 		if !ok {
 			d.add(key, "unknown key"+suggest(k, fields, prefix))
@@ -59,13 +62,13 @@ func (d decoder) decodeStruct(prefix string, raw map[string]any, v reflect.Value
 		if val == nil {
 			continue // "key:" with no value keeps the value below it
 		}
-		if isSection(fv.Type()) {
+		if IsSection(fv.Type()) {
 			m, ok := val.(map[string]any)
 			if !ok {
 				d.bad(key, val, "a section of keys")
 				continue
 			}
-			d.decodeStruct(key, m, fv)
+			d.DecodeStruct(key, m, fv)
 			continue
 		}
 		d.decodeValue(key, val, fv)
@@ -73,7 +76,7 @@ func (d decoder) decodeStruct(prefix string, raw map[string]any, v reflect.Value
 }
 
 // decodeValue decodes one value into fv, replacing what fv held.
-func (d decoder) decodeValue(key string, val any, fv reflect.Value) {
+func (d Decoder) decodeValue(key string, val any, fv reflect.Value) {
 	t := fv.Type()
 	if t.Kind() == reflect.Map && t.Key().Kind() == reflect.String {
 		d.decodeMap(key, val, fv)
@@ -84,12 +87,12 @@ func (d decoder) decodeValue(key string, val any, fv reflect.Value) {
 		if items, ok := val.([]any); ok && t.Kind() == reflect.Slice {
 			for i, item := range items {
 				if decodeWith(item, reflect.New(t.Elem()).Interface()) != nil {
-					d.add(key, fmt.Sprintf("item %d, %s, is not %s", i+1, show(key, item), formOf("", t.Elem())))
+					d.add(key, fmt.Sprintf("item %d, %s, is not %s", i+1, Show(key, item), d.form("", t.Elem())))
 					return
 				}
 			}
 		}
-		d.bad(key, val, formOf(key, t))
+		d.bad(key, val, d.form(key, t))
 		return
 	}
 	if t.Kind() == reflect.Slice && tmp.Elem().Len() == 0 {
@@ -101,7 +104,7 @@ func (d decoder) decodeValue(key string, val any, fv reflect.Value) {
 
 // decodeMap decodes a map from a YAML map or from "name=value,name=value",
 // reporting each bad entry under its own key (worker.queues.low).
-func (d decoder) decodeMap(key string, val any, fv reflect.Value) {
+func (d Decoder) decodeMap(key string, val any, fv reflect.Value) {
 	t := fv.Type()
 	elem := t.Elem()
 	var entries map[string]any
@@ -109,14 +112,14 @@ func (d decoder) decodeMap(key string, val any, fv reflect.Value) {
 	case string:
 		m, ok := parsePairs(x)
 		if !ok {
-			d.bad(key, val, formOf(key, t))
+			d.bad(key, val, d.form(key, t))
 			return
 		}
 		entries = m
 	default:
 		rv := reflect.ValueOf(val)
 		if rv.Kind() != reflect.Map || rv.Type().Key().Kind() != reflect.String {
-			d.bad(key, val, formOf(key, t))
+			d.bad(key, val, d.form(key, t))
 			return
 		}
 		entries = make(map[string]any, rv.Len())
@@ -139,13 +142,13 @@ func (d decoder) decodeMap(key string, val any, fv reflect.Value) {
 		if raw := entries[name]; raw != nil {
 			if elem.Kind() == reflect.Map && elem.Key().Kind() == reflect.String {
 				if _, ok := raw.(map[string]any); !ok {
-					d.bad(ekey, raw, formOf(ekey, elem))
+					d.bad(ekey, raw, d.form(ekey, elem))
 					continue
 				}
 			}
 			tmp := reflect.New(elem)
-			if err := decodeWith(copyAny(raw), tmp.Interface()); err != nil {
-				d.bad(ekey, raw, formOf(ekey, elem))
+			if err := decodeWith(CopyAny(raw), tmp.Interface()); err != nil {
+				d.bad(ekey, raw, d.form(ekey, elem))
 				continue
 			}
 			ev = tmp.Elem()
@@ -157,18 +160,18 @@ func (d decoder) decodeMap(key string, val any, fv reflect.Value) {
 	fv.Set(out)
 }
 
-func (d decoder) add(key, msg string) {
-	if d.origin != nil {
-		if o := d.origin(key); o != "" {
+func (d Decoder) add(key, msg string) {
+	if d.Origin != nil {
+		if o := d.Origin(key); o != "" {
 			msg += " (from " + o + ")"
 		}
 	}
-	d.ps.add(key, msg)
+	d.Problems.Add(key, msg)
 }
 
 // bad records that val, found at key, is not of the expected form.
-func (d decoder) bad(key string, val any, form string) {
-	d.add(key, show(key, val)+" is not "+form)
+func (d Decoder) bad(key string, val any, form string) {
+	d.add(key, Show(key, val)+" is not "+form)
 }
 
 // decodeWith decodes in into out (a pointer) strictly, with the hooks that
@@ -324,10 +327,10 @@ func flattenDots(m map[string]any) map[string]any {
 	walk = func(prefix string, m map[string]any) {
 		for k, v := range m {
 			if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
-				walk(joinKey(prefix, k), sub)
+				walk(JoinKey(prefix, k), sub)
 				continue
 			}
-			out[joinKey(prefix, k)] = v
+			out[JoinKey(prefix, k)] = v
 		}
 	}
 	walk("", m)
@@ -343,10 +346,10 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// show renders a bad value for a message: quoted when a string, never when
+// Show renders a bad value for a message: quoted when a string, never when
 // the key holds a secret.
-func show(key string, v any) string {
-	if isSecretKey(key) {
+func Show(key string, v any) string {
+	if IsSecretKey(key) {
 		return "the value"
 	}
 	switch x := v.(type) {
@@ -382,7 +385,7 @@ func suggest(name string, fields map[string]int, prefix string) string {
 	if best == "" || bestDist > len(name)/2 {
 		return ""
 	}
-	return " (did you mean " + joinKey(prefix, best) + "?)"
+	return " (did you mean " + JoinKey(prefix, best) + "?)"
 }
 
 // editDistance is the Damerau-Levenshtein (optimal string alignment)
@@ -409,4 +412,12 @@ func editDistance(a, b string) int {
 		}
 	}
 	return d[len(a)][len(b)]
+}
+
+// form names the form expected at key.
+func (d Decoder) form(key string, t reflect.Type) string {
+	if d.Form != nil {
+		return d.Form(key, t)
+	}
+	return TypeForm(t)
 }

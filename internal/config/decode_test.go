@@ -3,8 +3,6 @@ package config
 import (
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -115,29 +113,12 @@ func TestStrictHookRefusesSilentZeros(t *testing.T) {
 	require.Equal(t, "12345", s)
 }
 
-// FuzzLoadYAML feeds arbitrary YAML to Load: it must never panic, and every
-// error it returns must match ErrInvalid.
-func FuzzLoadYAML(f *testing.F) {
-	if body, err := os.ReadFile(repoConfig); err == nil {
-		f.Add(string(body))
-	}
-	for _, seed := range []string{
-		"redis: {port: abc, hots: x}",
-		"worker: {queues: {a: {b: {c: 1}}}}",
-		"ratelimit: {tasks: [a], limits: {x: 10-S}}",
-		"plugins: {webhook: [1], canary: ~}",
-		"redis: {tls: [], sentinel_addrs: {a: 1}}",
-		"- 1\n- 2\n",
-		"redis:\n  url: redis://u:p@h:1/0\n",
-	} {
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, body string) {
-		path := filepath.Join(t.TempDir(), "config.yaml")
-		require.NoError(t, os.WriteFile(path, []byte(body), 0o600))
-		_, err := Load(LoadOptions{Path: path, Environ: noEnv})
-		if err != nil {
-			require.ErrorIs(t, err, ErrInvalid)
-		}
-	})
+// problemsOf returns the problems of a config error, failing if err is not one.
+func problemsOf(t *testing.T, err error) []Problem {
+	t.Helper()
+	require.Error(t, err)
+	require.ErrorIs(t, err, ErrInvalid)
+	var ce *Error
+	require.ErrorAs(t, err, &ce)
+	return ce.Problems
 }

@@ -56,15 +56,15 @@ func (e *Error) Error() string {
 // Is reports whether target is ErrInvalid.
 func (e *Error) Is(target error) bool { return target == ErrInvalid }
 
-// problems collects Problems while loading or validating.
-type problems []Problem
+// Problems collects Problem values while loading or validating.
+type Problems []Problem
 
-func (ps *problems) add(key, msg string) {
+func (ps *Problems) Add(key, msg string) {
 	*ps = append(*ps, Problem{Key: key, Message: msg})
 }
 
-// has reports whether key, or a key below it, already has a problem.
-func (ps problems) has(key string) bool {
+// Has reports whether key, or a key below it, already has a problem.
+func (ps Problems) Has(key string) bool {
 	for _, p := range ps {
 		if p.Key == key || strings.HasPrefix(p.Key, key+".") {
 			return true
@@ -73,50 +73,21 @@ func (ps problems) has(key string) bool {
 	return false
 }
 
-// err returns nil or an *Error holding the problems sorted by key order.
-func (ps problems) err() error {
+// Err returns nil or an *Error holding the problems sorted by rank(key),
+// then by key; a nil rank sorts by key alone.
+func (ps Problems) Err(rank func(key string) int) error {
 	if len(ps) == 0 {
 		return nil
 	}
 	out := make([]Problem, len(ps))
 	copy(out, ps)
 	sort.SliceStable(out, func(i, j int) bool {
-		ri, rj := keyRank(out[i].Key), keyRank(out[j].Key)
-		if ri != rj {
-			return ri < rj
+		if rank != nil {
+			if ri, rj := rank(out[i].Key), rank(out[j].Key); ri != rj {
+				return ri < rj
+			}
 		}
 		return out[i].Key < out[j].Key
 	})
 	return &Error{Problems: out}
-}
-
-// keyRank orders keys as the fields of Config are ordered. A key below a
-// map-typed leaf (worker.queues.low) ranks with that leaf; a section or an
-// unknown key ranks with the first leaf of its nearest known section.
-func keyRank(key string) int {
-	if key == "" {
-		return -1
-	}
-	leaves := configSchema.leaves
-	best, bestLen := 0, -1
-	for i, l := range leaves {
-		if (key == l.path || strings.HasPrefix(key, l.path+".")) && len(l.path) > bestLen {
-			best, bestLen = i, len(l.path)
-		}
-	}
-	if bestLen >= 0 {
-		return best
-	}
-	for k := key; ; {
-		for i, l := range leaves {
-			if strings.HasPrefix(l.path, k+".") {
-				return i
-			}
-		}
-		j := strings.LastIndex(k, ".")
-		if j < 0 {
-			return len(leaves)
-		}
-		k = k[:j]
-	}
 }

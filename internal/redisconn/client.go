@@ -8,8 +8,6 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/taskhost/taskhost/internal/config"
 )
 
 // ErrUnknownMode is returned by NewClient for a redis.mode it does not know.
@@ -34,7 +32,7 @@ func WithLogger(l *slog.Logger) Option {
 // NewClient builds the one redis.UniversalClient of the process from cfg. It
 // never contacts Redis: the first command dials.
 //
-// Zero timeouts take taskhost's defaults (config.Default), not go-redis' much
+// Zero timeouts take taskhost's defaults (DefaultConfig), not go-redis' much
 // longer ones; DialerRetries below 1 means one attempt (go-redis would make it
 // 5); ContextTimeoutEnabled is on, so a caller's deadline also bounds a call.
 // With the defaults (500 ms dial/read/write/pool, MaxRetries -1) a call fails
@@ -51,27 +49,27 @@ func WithLogger(l *slog.Logger) Option {
 // A URL gives the address, credentials, database and TLS on/off; its query
 // options for timeouts, pool and TLS verification are overridden by the
 // redis.* keys. Pipelines share the main pool (see noPipelinePool).
-func NewClient(cfg config.Redis, opts ...Option) (redis.UniversalClient, error) {
+func NewClient(cfg Config, opts ...Option) (redis.UniversalClient, error) {
 	var o clientOptions
 	for _, fn := range opts {
 		fn(&o)
 	}
 	t := effectiveTimeouts(cfg)
 	switch cfg.Mode {
-	case config.ModeStandalone, "":
+	case ModeStandalone, "":
 		ro, err := standaloneOptions(cfg)
 		if err != nil {
 			return nil, err
 		}
 		return newStandalone(cfg, ro, t, o.logger)
-	case config.ModeEmbedded:
+	case ModeEmbedded:
 		if cfg.Embedded.Addr == "" {
 			return nil, fmt.Errorf("%w: redis.embedded.addr is empty", ErrIncompleteConfig)
 		}
 		ro := &redis.Options{Addr: cfg.Embedded.Addr, Username: cfg.Username, Password: cfg.Password, DB: cfg.DB}
 		t.tls = nil // miniredis speaks plain TCP
 		return redis.NewClient(applyTimeouts(ro, t)), nil
-	case config.ModeSentinel:
+	case ModeSentinel:
 		if cfg.MasterName == "" || len(cfg.SentinelAddrs) == 0 {
 			return nil, fmt.Errorf("%w: sentinel mode needs redis.master_name and redis.sentinel_addrs", ErrIncompleteConfig)
 		}
@@ -81,7 +79,7 @@ func NewClient(cfg config.Redis, opts ...Option) (redis.UniversalClient, error) 
 		}
 		t.tls = tc
 		return redis.NewFailoverClient(failoverOptions(cfg, t)), nil
-	case config.ModeCluster:
+	case ModeCluster:
 		if len(cfg.Addrs) == 0 {
 			return nil, fmt.Errorf("%w: cluster mode needs redis.addrs", ErrIncompleteConfig)
 		}
@@ -96,7 +94,7 @@ func NewClient(cfg config.Redis, opts ...Option) (redis.UniversalClient, error) 
 	}
 }
 
-func newStandalone(cfg config.Redis, ro *redis.Options, t timeouts, logger *slog.Logger) (redis.UniversalClient, error) {
+func newStandalone(cfg Config, ro *redis.Options, t timeouts, logger *slog.Logger) (redis.UniversalClient, error) {
 	serverName := ""
 	if ro.TLSConfig != nil { // rediss:// URL
 		serverName = ro.TLSConfig.ServerName
@@ -114,7 +112,7 @@ func newStandalone(cfg config.Redis, ro *redis.Options, t timeouts, logger *slog
 }
 
 // standaloneOptions reads the URL, or host/port/username/password/db.
-func standaloneOptions(cfg config.Redis) (*redis.Options, error) {
+func standaloneOptions(cfg Config) (*redis.Options, error) {
 	if cfg.URL == "" {
 		if cfg.Host == "" {
 			return nil, fmt.Errorf("%w: standalone mode needs redis.url or redis.host", ErrIncompleteConfig)

@@ -13,34 +13,33 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskhost/taskhost/internal/config"
 	"github.com/taskhost/taskhost/internal/redisconn"
 	"github.com/taskhost/taskhost/internal/redistest"
 )
 
 func TestDescribe(t *testing.T) {
 	t.Parallel()
-	base := config.Default().Redis
-	with := func(fn func(*config.Redis)) config.Redis { c := base; fn(&c); return c }
+	base := redisconn.DefaultConfig()
+	with := func(fn func(*redisconn.Config)) redisconn.Config { c := base; fn(&c); return c }
 	tests := []struct {
 		name string
-		cfg  config.Redis
+		cfg  redisconn.Config
 		want string
 	}{
-		{"host", with(func(c *config.Redis) { c.Password = "pw1" }), "standalone 127.0.0.1:6379 db=0"},
-		{"url with password", with(func(c *config.Redis) { c.URL = "redis://user:pw1@redis.example:6380/2?dial_timeout=3" }),
+		{"host", with(func(c *redisconn.Config) { c.Password = "pw1" }), "standalone 127.0.0.1:6379 db=0"},
+		{"url with password", with(func(c *redisconn.Config) { c.URL = "redis://user:pw1@redis.example:6380/2?dial_timeout=3" }),
 			"standalone redis://user:***@redis.example:6380/2"},
-		{"url without user", with(func(c *config.Redis) { c.URL = "rediss://:pw1@redis.example/0" }),
+		{"url without user", with(func(c *redisconn.Config) { c.URL = "rediss://:pw1@redis.example/0" }),
 			"standalone rediss://:***@redis.example/0 tls"},
-		{"bad url", with(func(c *config.Redis) { c.URL = "redis://:pw1@host:port:bad" }), "standalone <unparseable url>"},
-		{"tls insecure", with(func(c *config.Redis) { c.TLS.Enabled, c.TLS.InsecureSkipVerify = true, true }),
+		{"bad url", with(func(c *redisconn.Config) { c.URL = "redis://:pw1@host:port:bad" }), "standalone <unparseable url>"},
+		{"tls insecure", with(func(c *redisconn.Config) { c.TLS.Enabled, c.TLS.InsecureSkipVerify = true, true }),
 			"standalone 127.0.0.1:6379 db=0 tls insecure-skip-verify"},
-		{"sentinel", with(func(c *config.Redis) {
+		{"sentinel", with(func(c *redisconn.Config) {
 			c.Mode, c.MasterName, c.SentinelAddrs, c.SentinelPassword = "sentinel", "mymaster", []string{"a:26379", "b:26379"}, "pw1"
 		}), "sentinel master=mymaster sentinels=a:26379,b:26379 db=0"},
-		{"cluster", with(func(c *config.Redis) { c.Mode, c.Addrs = "cluster", []string{"a:7000", "b:7001"} }),
+		{"cluster", with(func(c *redisconn.Config) { c.Mode, c.Addrs = "cluster", []string{"a:7000", "b:7001"} }),
 			"cluster addrs=a:7000,b:7001"},
-		{"embedded", with(func(c *config.Redis) { c.Mode = "embedded" }), "embedded 127.0.0.1:6380"},
+		{"embedded", with(func(c *redisconn.Config) { c.Mode = "embedded" }), "embedded 127.0.0.1:6380"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,23 +52,23 @@ func TestDescribe(t *testing.T) {
 
 func TestNewClientConfigErrors(t *testing.T) {
 	t.Parallel()
-	base := config.Default().Redis
-	with := func(fn func(*config.Redis)) config.Redis { c := base; fn(&c); return c }
+	base := redisconn.DefaultConfig()
+	with := func(fn func(*redisconn.Config)) redisconn.Config { c := base; fn(&c); return c }
 	tests := []struct {
 		name string
-		cfg  config.Redis
+		cfg  redisconn.Config
 		is   error
 		msg  string
 	}{
-		{"unknown mode", with(func(c *config.Redis) { c.Mode = "ring" }), redisconn.ErrUnknownMode, `"ring"`},
-		{"sentinel without master", with(func(c *config.Redis) { c.Mode, c.SentinelAddrs = "sentinel", []string{"a:1"} }),
+		{"unknown mode", with(func(c *redisconn.Config) { c.Mode = "ring" }), redisconn.ErrUnknownMode, `"ring"`},
+		{"sentinel without master", with(func(c *redisconn.Config) { c.Mode, c.SentinelAddrs = "sentinel", []string{"a:1"} }),
 			redisconn.ErrIncompleteConfig, "master_name"},
-		{"cluster without addrs", with(func(c *config.Redis) { c.Mode = "cluster" }), redisconn.ErrIncompleteConfig, "redis.addrs"},
-		{"standalone without host", with(func(c *config.Redis) { c.Host = "" }), redisconn.ErrIncompleteConfig, "redis.host"},
-		{"bad url keeps password out", with(func(c *config.Redis) { c.URL = "redis://:pw1@host:notaport/0" }), nil, "redis.url"},
-		{"bad scheme", with(func(c *config.Redis) { c.URL = "http://:pw1@host/0" }), redisconn.ErrIncompleteConfig, "redis.url"},
-		{"missing ca file", with(func(c *config.Redis) { c.TLS.Enabled, c.TLS.CAFile = true, "/nonexistent/ca.pem" }), os.ErrNotExist, "ca_file"},
-		{"cert without key", with(func(c *config.Redis) { c.TLS.Enabled, c.TLS.CertFile = true, "/x/cert.pem" }),
+		{"cluster without addrs", with(func(c *redisconn.Config) { c.Mode = "cluster" }), redisconn.ErrIncompleteConfig, "redis.addrs"},
+		{"standalone without host", with(func(c *redisconn.Config) { c.Host = "" }), redisconn.ErrIncompleteConfig, "redis.host"},
+		{"bad url keeps password out", with(func(c *redisconn.Config) { c.URL = "redis://:pw1@host:notaport/0" }), nil, "redis.url"},
+		{"bad scheme", with(func(c *redisconn.Config) { c.URL = "http://:pw1@host/0" }), redisconn.ErrIncompleteConfig, "redis.url"},
+		{"missing ca file", with(func(c *redisconn.Config) { c.TLS.Enabled, c.TLS.CAFile = true, "/nonexistent/ca.pem" }), os.ErrNotExist, "ca_file"},
+		{"cert without key", with(func(c *redisconn.Config) { c.TLS.Enabled, c.TLS.CertFile = true, "/x/cert.pem" }),
 			redisconn.ErrIncompleteConfig, "key_file"},
 	}
 	for _, tt := range tests {
@@ -90,14 +89,14 @@ func TestNewClientConfigErrors(t *testing.T) {
 // taskhost's defaults rather than go-redis' (5 s, 5 dial attempts).
 func TestNewClientOptions(t *testing.T) {
 	t.Parallel()
-	cfg := config.Default().Redis
+	cfg := redisconn.DefaultConfig()
 	cfg.DialTimeout, cfg.ReadTimeout, cfg.WriteTimeout, cfg.PoolTimeout, cfg.DialerRetries = 0, 0, 0, 0, 0
 	c := newClient(t, cfg)
 	o := c.(*redis.Client).Options()
 	require.Equal(t, 500*time.Millisecond, o.DialTimeout)
 	require.Equal(t, 500*time.Millisecond, o.ReadTimeout)
 	require.Equal(t, 500*time.Millisecond, o.WriteTimeout)
-	require.Equal(t, config.Default().Redis.PoolTimeout, o.PoolTimeout)
+	require.Equal(t, redisconn.DefaultConfig().PoolTimeout, o.PoolTimeout)
 	require.True(t, o.ContextTimeoutEnabled)
 	require.Equal(t, 1, o.DialerRetries, "0 must not become go-redis' 5")
 	require.Equal(t, 0, o.MaxRetries, "-1 in the config disables retries")
@@ -122,10 +121,10 @@ func TestNewClientForms(t *testing.T) {
 	// REDIS_PASSWORD fills in a URL that has none (issue 15).
 	byURLAndPassword := cfgFor(t, s.Addr())
 	byURLAndPassword.URL, byURLAndPassword.Password = "redis://"+s.Addr()+"/3", password
-	embedded := config.Default().Redis
-	embedded.Mode, embedded.Embedded.Addr, embedded.Password, embedded.DB = config.ModeEmbedded, s.Addr(), password, 3
+	embedded := redisconn.DefaultConfig()
+	embedded.Mode, embedded.Embedded.Addr, embedded.Password, embedded.DB = redisconn.ModeEmbedded, s.Addr(), password, 3
 
-	forms := map[string]config.Redis{"url": byURL, "host": byHost, "embedded": embedded, "url+password": byURLAndPassword}
+	forms := map[string]redisconn.Config{"url": byURL, "host": byHost, "embedded": embedded, "url+password": byURLAndPassword}
 	for name, cfg := range forms {
 		c := newClient(t, cfg)
 		require.NoError(t, c.Set(ctx, "form:"+name, name, 0).Err(), name)
@@ -139,12 +138,12 @@ func TestNewClientForms(t *testing.T) {
 // sentinel and cluster clients fail within the call bound too.
 func TestSentinelAndClusterFailFast(t *testing.T) {
 	t.Parallel()
-	sentinel := config.Default().Redis
-	sentinel.Mode, sentinel.MasterName = config.ModeSentinel, "mymaster"
+	sentinel := redisconn.DefaultConfig()
+	sentinel.Mode, sentinel.MasterName = redisconn.ModeSentinel, "mymaster"
 	sentinel.SentinelAddrs = []string{redistest.ClosedAddr(t), redistest.ClosedAddr(t)}
-	cluster := config.Default().Redis
-	cluster.Mode, cluster.Addrs = config.ModeCluster, []string{redistest.ClosedAddr(t), redistest.ClosedAddr(t)}
-	for name, cfg := range map[string]config.Redis{"sentinel": sentinel, "cluster": cluster} {
+	cluster := redisconn.DefaultConfig()
+	cluster.Mode, cluster.Addrs = redisconn.ModeCluster, []string{redistest.ClosedAddr(t), redistest.ClosedAddr(t)}
+	for name, cfg := range map[string]redisconn.Config{"sentinel": sentinel, "cluster": cluster} {
 		c := newClient(t, cfg)
 		start := time.Now()
 		require.Error(t, c.Get(context.Background(), "k").Err(), name)
@@ -167,10 +166,10 @@ func TestNewClientTLS(t *testing.T) {
 	}})
 	_ = s
 	ctx := context.Background()
-	base := config.Default().Redis
+	base := redisconn.DefaultConfig()
 	base.URL = "rediss://127.0.0.1:" + strconv.Itoa(tlsPort) + "/0"
 
-	ping := func(cfg config.Redis, opts ...redisconn.Option) error {
+	ping := func(cfg redisconn.Config, opts ...redisconn.Option) error {
 		c, err := redisconn.NewClient(cfg, opts...)
 		require.NoError(t, err)
 		defer c.Close()

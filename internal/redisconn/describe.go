@@ -5,16 +5,14 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-
-	"github.com/taskhost/taskhost/internal/config"
 )
 
 // Describe returns a loggable description of the Redis target: the mode and
 // its addresses, never a password. A URL's password is shown as "***".
-func Describe(cfg config.Redis) string {
+func Describe(cfg Config) string {
 	var b strings.Builder
 	switch cfg.Mode {
-	case config.ModeStandalone, "":
+	case ModeStandalone, "":
 		b.WriteString("standalone ")
 		if cfg.URL != "" {
 			b.WriteString(redactURL(cfg.URL))
@@ -27,18 +25,18 @@ func Describe(cfg config.Redis) string {
 			b.WriteString(" db=")
 			b.WriteString(strconv.Itoa(cfg.DB))
 		}
-	case config.ModeEmbedded:
+	case ModeEmbedded:
 		b.WriteString("embedded ")
 		b.WriteString(cfg.Embedded.Addr)
 		return b.String()
-	case config.ModeSentinel:
+	case ModeSentinel:
 		b.WriteString("sentinel master=")
 		b.WriteString(cfg.MasterName)
 		b.WriteString(" sentinels=")
 		b.WriteString(strings.Join(cfg.SentinelAddrs, ","))
 		b.WriteString(" db=")
 		b.WriteString(strconv.Itoa(cfg.DB))
-	case config.ModeCluster:
+	case ModeCluster:
 		b.WriteString("cluster addrs=")
 		b.WriteString(strings.Join(cfg.Addrs, ","))
 	default:

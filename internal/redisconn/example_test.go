@@ -6,12 +6,11 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/taskhost/taskhost/internal/config"
 	"github.com/taskhost/taskhost/internal/redisconn"
 )
 
 func ExampleDescribe() {
-	cfg := config.Default().Redis
+	cfg := redisconn.DefaultConfig()
 	cfg.URL = "rediss://worker:hunter2@redis.internal:6379/2?dial_timeout=1s"
 	fmt.Println(redisconn.Describe(cfg))
 	// Output: standalone rediss://worker:***@redis.internal:6379/2 tls
@@ -27,7 +26,7 @@ func ExampleParseInfo() {
 // How the runtime wires the connection: one client, one monitor, and
 // subscribers that switch on its state. Nothing here waits for Redis.
 func ExampleNewMonitor() {
-	cfg := config.Default().Redis
+	cfg := redisconn.DefaultConfig()
 	logger := slog.Default()
 	client, err := redisconn.NewClient(cfg, redisconn.WithLogger(logger))
 	if err != nil {

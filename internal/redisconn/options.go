@@ -3,8 +3,6 @@ package redisconn
 import (
 	"log/slog"
 	"time"
-
-	"github.com/taskhost/taskhost/internal/config"
 )
 
 // DefaultMarkerKey is the key whose absence after a run_id change shows that
@@ -24,7 +22,7 @@ type MonitorOptions struct {
 }
 
 // MonitorOptionsFrom returns the options for cfg's monitor settings.
-func MonitorOptionsFrom(cfg config.Redis, logger *slog.Logger) MonitorOptions {
+func MonitorOptionsFrom(cfg Config, logger *slog.Logger) MonitorOptions {
 	return MonitorOptions{
 		Logger:       logger,
 		Target:       Describe(cfg),

@@ -19,7 +19,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/taskhost/taskhost/internal/config"
 	"github.com/taskhost/taskhost/internal/redisconn"
 )
 
@@ -47,11 +46,11 @@ func TestMain(m *testing.M) {
 }
 
 // cfgFor returns the default config pointed at addr ("127.0.0.1:port").
-func cfgFor(t testing.TB, addr string) config.Redis {
+func cfgFor(t testing.TB, addr string) redisconn.Config {
 	t.Helper()
 	host, port, err := net.SplitHostPort(addr)
 	require.NoError(t, err)
-	cfg := config.Default().Redis
+	cfg := redisconn.DefaultConfig()
 	cfg.Host = host
 	cfg.Port, err = strconv.Atoi(port)
 	require.NoError(t, err)
@@ -59,7 +58,7 @@ func cfgFor(t testing.TB, addr string) config.Redis {
 }
 
 // newClient builds a client from cfg and closes it when the test ends.
-func newClient(t testing.TB, cfg config.Redis) redis.UniversalClient {
+func newClient(t testing.TB, cfg redisconn.Config) redis.UniversalClient {
 	t.Helper()
 	c, err := redisconn.NewClient(cfg)
 	require.NoError(t, err)
@@ -68,7 +67,7 @@ func newClient(t testing.TB, cfg config.Redis) redis.UniversalClient {
 }
 
 type fixture struct {
-	cfg    config.Redis
+	cfg    redisconn.Config
 	client redis.UniversalClient
 	mon    *redisconn.Monitor
 	logs   *logCapture
@@ -76,7 +75,7 @@ type fixture struct {
 
 // setup builds the client and a started monitor for addr, with logs captured
 // at INFO. The monitor closes before the client when the test ends.
-func setup(t testing.TB, cfg config.Redis, tweak ...func(*redisconn.MonitorOptions)) *fixture {
+func setup(t testing.TB, cfg redisconn.Config, tweak ...func(*redisconn.MonitorOptions)) *fixture {
 	t.Helper()
 	f := &fixture{cfg: cfg, logs: &logCapture{}}
 	f.client = newClient(t, cfg)

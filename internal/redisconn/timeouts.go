@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/taskhost/taskhost/internal/config"
 )
 
 // noPipelinePool makes pipelines share the main pool. With go-redis' separate
@@ -36,8 +34,8 @@ type timeouts struct {
 }
 
 // effectiveTimeouts fills zero values with taskhost's defaults.
-func effectiveTimeouts(cfg config.Redis) timeouts {
-	def := config.Default().Redis
+func effectiveTimeouts(cfg Config) timeouts {
+	def := DefaultConfig()
 	pick := func(v, d time.Duration) time.Duration {
 		if v == 0 {
 			return d
@@ -77,7 +75,7 @@ func applyTimeouts(ro *redis.Options, t timeouts) *redis.Options {
 	return ro
 }
 
-func failoverOptions(cfg config.Redis, t timeouts) *redis.FailoverOptions {
+func failoverOptions(cfg Config, t timeouts) *redis.FailoverOptions {
 	return &redis.FailoverOptions{
 		MasterName:            cfg.MasterName,
 		SentinelAddrs:         cfg.SentinelAddrs,
@@ -101,7 +99,7 @@ func failoverOptions(cfg config.Redis, t timeouts) *redis.FailoverOptions {
 	}
 }
 
-func clusterOptions(cfg config.Redis, t timeouts) *redis.ClusterOptions {
+func clusterOptions(cfg Config, t timeouts) *redis.ClusterOptions {
 	return &redis.ClusterOptions{
 		Addrs:                 cfg.Addrs,
 		Username:              cfg.Username,

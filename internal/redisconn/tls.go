@@ -6,18 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-
-	"github.com/taskhost/taskhost/internal/config"
 )
 
 // InsecureTLS reports whether cfg turns certificate verification off. The
 // runtime logs a warning when it does; NewClient does too WithLogger.
-func InsecureTLS(cfg config.Redis) bool {
+func InsecureTLS(cfg Config) bool {
 	return cfg.TLS.InsecureSkipVerify && tlsWanted(cfg)
 }
 
-func tlsWanted(cfg config.Redis) bool {
-	return cfg.TLS.Enabled || (cfg.Mode != config.ModeEmbedded && hasScheme(cfg.URL, "rediss"))
+func tlsWanted(cfg Config) bool {
+	return cfg.TLS.Enabled || (cfg.Mode != ModeEmbedded && hasScheme(cfg.URL, "rediss"))
 }
 
 func hasScheme(u, scheme string) bool {
@@ -26,7 +24,7 @@ func hasScheme(u, scheme string) bool {
 
 // tlsFor builds the TLS config from cfg.TLS, or returns nil when TLS is off.
 // serverName is the host of a rediss:// URL, used when tls.server_name is empty.
-func tlsFor(cfg config.Redis, serverName string, logger *slog.Logger) (*tls.Config, error) {
+func tlsFor(cfg Config, serverName string, logger *slog.Logger) (*tls.Config, error) {
 	if !tlsWanted(cfg) {
 		return nil, nil
 	}
@@ -41,7 +39,7 @@ func tlsFor(cfg config.Redis, serverName string, logger *slog.Logger) (*tls.Conf
 	return tc, nil
 }
 
-func buildTLS(t config.TLS, serverName string) (*tls.Config, error) {
+func buildTLS(t TLS, serverName string) (*tls.Config, error) {
 	tc := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		ServerName:         serverName,

@@ -5,7 +5,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/taskhost/taskhost/internal/config"
+	"github.com/taskhost/taskhost/internal/redisconn"
 )
 
 // Client returns a go-redis client for addr with the runtime's default
@@ -13,7 +13,7 @@ import (
 // a second), closed in t.Cleanup.
 func Client(t testing.TB, addr string) *redis.Client {
 	t.Helper()
-	d := config.Default().Redis
+	d := redisconn.DefaultConfig()
 	c := redis.NewClient(&redis.Options{
 		Addr:                  addr,
 		DialTimeout:           d.DialTimeout,

@@ -11,7 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskhost/taskhost/internal/config"
+	"github.com/taskhost/taskhost"
 	"github.com/taskhost/taskhost/internal/redisconn"
 	"github.com/taskhost/taskhost/internal/redistest"
 )
@@ -37,7 +37,7 @@ func runClusterMasterFailover(t *testing.T, markerMaster bool) {
 		func(q string) string { return "asynq:{" + q + "}" })
 	sink, runs := newSink(t)
 	cfg := runtimeConfig(sink, queues...)
-	cfg.Redis.Mode = config.ModeCluster
+	cfg.Redis.Mode = taskhost.ModeCluster
 	cfg.Redis.Addrs = cl.Addrs()
 	rt, _ := startRuntime(t, cfg)
 

@@ -14,13 +14,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskhost/taskhost"
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
-	"github.com/taskhost/taskhost/internal/config"
 	"github.com/taskhost/taskhost/internal/redisconn"
 	"github.com/taskhost/taskhost/internal/redistest"
 	"github.com/taskhost/taskhost/ratelimit"
-	"github.com/taskhost/taskhost/runtime"
 )
 
 // slotMap answers which master serves a key, from CLUSTER SLOTS.
@@ -93,10 +92,10 @@ func TestRuntimeOnCluster(t *testing.T) {
 		func(q string) string { return "asynq:{" + q + "}" })
 
 	sink, runs := newSink(t)
-	newRuntime := func(withUI bool) *runtime.Runtime {
+	newRuntime := func(withUI bool) *taskhost.Runtime {
 		cfg := runtimeConfig(sink, queues...)
 		cfg.UI.Enabled = withUI // asynqmon at /ui, loopback, read-only
-		cfg.Redis.Mode = config.ModeCluster
+		cfg.Redis.Mode = taskhost.ModeCluster
 		cfg.Redis.Addrs = cl.Addrs()
 		cfg.Redis.Host = "" // not used in cluster mode
 		cfg.RateLimit.Limits = map[string]string{"x": "100-S"}
@@ -196,7 +195,7 @@ func TestRuntimeOnCluster(t *testing.T) {
 			code, rep = healthReport(t, rtB)
 			return code == 200 && rep.Status == healthcheck.StatusOK
 		}, 10*time.Second, 100*time.Millisecond, "status %s, reasons %v", rep.Status, rep.Reasons)
-		require.Equal(t, config.ModeCluster, rep.Connection.Mode)
+		require.Equal(t, taskhost.ModeCluster, rep.Connection.Mode)
 		require.Equal(t, "ready", rep.Connection.State)
 		require.Nil(t, rep.Connection.CameBackEmptyAt)
 		// The empty-restart marker is one key, on the master of its slot.

@@ -14,10 +14,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskhost/taskhost"
 	"github.com/taskhost/taskhost/healthcheck"
-	"github.com/taskhost/taskhost/internal/config"
 	"github.com/taskhost/taskhost/plugins"
-	"github.com/taskhost/taskhost/runtime"
 )
 
 // s8RecordID is the test plugin that records each run of an s8:rec task
@@ -72,8 +71,8 @@ func newSink(t *testing.T) (string, *counter) {
 
 // runtimeConfig is a worker config with the s8-record plugin writing to
 // sink, the health listener on a free loopback port, and the given queues.
-func runtimeConfig(sink string, queues ...string) config.Config {
-	cfg := config.Default()
+func runtimeConfig(sink string, queues ...string) taskhost.Config {
+	cfg := taskhost.DefaultConfig()
 	cfg.Health.Addr = "127.0.0.1:0"
 	cfg.Worker.ShutdownTimeout = 5 * time.Second
 	cfg.Log.Level = "warn"
@@ -117,10 +116,10 @@ func (s *syncBuffer) lines(sub string) []string {
 // startRuntime starts a runtime for cfg, logging into the returned buffer,
 // waits until it is ready and fetching, and stops it in t.Cleanup. The log
 // is printed when the test fails.
-func startRuntime(t *testing.T, cfg config.Config) (*runtime.Runtime, *syncBuffer) {
+func startRuntime(t *testing.T, cfg taskhost.Config) (*taskhost.Runtime, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
-	rt, err := runtime.New(cfg, runtime.Options{Logger: runtime.NewLogger(cfg.Log, logs), Version: "s8"})
+	rt, err := taskhost.New(cfg, taskhost.Options{Logger: taskhost.NewLogger(cfg.Log, logs), Version: "s8"})
 	require.NoError(t, err)
 	require.NoError(t, rt.Start(context.Background()))
 	t.Cleanup(func() {
@@ -144,7 +143,7 @@ func tailString(s string, n int) string {
 }
 
 // healthReport fetches /healthz from a runtime's health listener.
-func healthReport(t *testing.T, rt *runtime.Runtime) (int, healthcheck.Report) {
+func healthReport(t *testing.T, rt *taskhost.Runtime) (int, healthcheck.Report) {
 	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + rt.HealthAddr() + "/healthz")

@@ -12,10 +12,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskhost/taskhost"
 	"github.com/taskhost/taskhost/healthcheck"
-	"github.com/taskhost/taskhost/internal/config"
 	"github.com/taskhost/taskhost/internal/redistest"
-	"github.com/taskhost/taskhost/runtime"
 )
 
 // submission is one task the producer handed to the runtime's Client.
@@ -32,7 +31,7 @@ type outboxStream struct {
 	errs []string
 }
 
-func (s *outboxStream) run(ctx context.Context, c *runtime.Client, prefix, queue string, interval time.Duration, stop <-chan struct{}) {
+func (s *outboxStream) run(ctx context.Context, c *taskhost.Client, prefix, queue string, interval time.Duration, stop <-chan struct{}) {
 	for seq := 0; ; seq++ {
 		select {
 		case <-stop:
@@ -89,7 +88,7 @@ func runRuntimeFailover(t *testing.T, run runtimeFailoverRun) {
 	sen := redistest.StartSentinel(t)
 	sink, runs := newSink(t)
 	cfg := runtimeConfig(sink, "s8")
-	cfg.Redis.Mode = config.ModeSentinel
+	cfg.Redis.Mode = taskhost.ModeSentinel
 	cfg.Redis.MasterName = sen.MasterName()
 	cfg.Redis.SentinelAddrs = sen.SentinelAddrs()
 	cfg.Worker.Concurrency = 8
@@ -98,7 +97,7 @@ func runRuntimeFailover(t *testing.T, run runtimeFailoverRun) {
 
 	code, rep := healthReport(t, rt)
 	require.Equal(t, 200, code, "status %s, reasons %v", rep.Status, rep.Reasons)
-	require.Equal(t, config.ModeSentinel, rep.Connection.Mode)
+	require.Equal(t, taskhost.ModeSentinel, rep.Connection.Mode)
 	require.Equal(t, oldMaster, rep.Connection.Master, "the report names the current master; connection: %+v", *rep.Connection)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -245,14 +244,14 @@ func runRuntimeFailover(t *testing.T, run runtimeFailoverRun) {
 		code, health = healthReport(t, rt)
 		return code == 200 && health.Connection != nil && health.Connection.Master == newMaster
 	}, 10*time.Second, 50*time.Millisecond, "/healthz names the new master")
-	require.Equal(t, config.ModeSentinel, health.Connection.Mode)
+	require.Equal(t, taskhost.ModeSentinel, health.Connection.Mode)
 	require.Equal(t, "ready", health.Connection.State)
 	require.Nil(t, health.Connection.CameBackEmptyAt, "a failover to a replica with the data is not an empty restart")
 	require.Equal(t, healthcheck.StatusOK, health.Status, "reasons: %v", health.Reasons)
 
-	if wakeupBefore == runtime.WakeupNotify {
+	if wakeupBefore == taskhost.WakeupNotify {
 		// The wake-ups subscribe again, and turn keyspace events on, on the new master.
-		require.Eventually(t, func() bool { return rt.WakeupSource() == runtime.WakeupNotify }, 10*time.Second, 50*time.Millisecond)
+		require.Eventually(t, func() bool { return rt.WakeupSource() == taskhost.WakeupNotify }, 10*time.Second, 50*time.Millisecond)
 	}
 	res.wakeup = wakeupBefore + "->" + rt.WakeupSource()
 

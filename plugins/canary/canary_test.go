@@ -118,7 +118,7 @@ func TestConfigErrors(t *testing.T) {
 		want   string
 	}{
 		{map[string]any{"interval": "1m"}, "plugins.canary.interval: unknown key"},
-		{map[string]any{"every": "every minute"}, `plugins.canary.every: plugin canary: schedule "every minute" for canary:tick`},
+		{map[string]any{"every": "every minute"}, `schedule "every minute" for canary:tick`},
 		{map[string]any{"stale_after": "0s"}, "plugins.canary.stale_after: 0s is not positive"},
 		{map[string]any{"stale_after": 120}, "plugins.canary.stale_after: 120 is not a duration"},
 	} {

@@ -8,15 +8,16 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/robfig/cron/v3"
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/pluginhost"
 	"github.com/taskhost/taskhost/plugins"
 	"github.com/taskhost/taskhost/ratelimit"
 )
@@ -57,20 +58,23 @@ type Schedule struct {
 	Opts    []asynq.Option
 }
 
-// Host is a plugins.Host for tests. It is safe for concurrent use.
+// Host is a plugins.Host for tests: the runtime's own host implementation
+// (so it refuses what the runtime refuses), served from test doubles. It is
+// safe for concurrent use.
 type Host struct {
+	plugins.Host // the real host of the plugin
+
 	t    testing.TB
 	opts Options
-	log  *slog.Logger
 	logs *lockedBuffer
 	mux  *asynq.ServeMux
+	set  *pluginhost.Set
+	reg  *healthcheck.Registry // refuses what the runtime's refuses
 
 	mu        sync.Mutex
-	types     []string
 	schedules []Schedule
-	checks    []healthcheck.Check
+	checks    []healthcheck.Check // as the plugin named them, in order
 	enqueued  []*asynq.Task
-	errs      []error // problems HandleFunc and AddCheck cannot return
 }
 
 var _ plugins.Host = (*Host)(nil)
@@ -100,19 +104,28 @@ func NewHost(t testing.TB, opts Options) *Host {
 	if opts.CheckTimeout <= 0 {
 		opts.CheckTimeout = time.Second
 	}
-	h := &Host{t: t, opts: opts, mux: asynq.NewServeMux()}
-	if opts.Logger != nil {
-		h.log = opts.Logger
-	} else {
+	h := &Host{t: t, opts: opts, mux: asynq.NewServeMux(), reg: healthcheck.NewRegistry(opts.CheckTimeout)}
+	log := opts.Logger
+	if log == nil {
 		h.logs = &lockedBuffer{}
-		h.log = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		log = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		t.Cleanup(func() {
 			if t.Failed() && h.logs.Len() > 0 {
 				t.Logf("plugin %s logged:\n%s", opts.ID, h.logs.String())
 			}
 		})
 	}
-	h.log = h.log.With("component", "plugin", "plugin", opts.ID)
+	h.set = pluginhost.New(pluginhost.Deps{
+		Logger:   log,
+		Sections: map[string]map[string]any{opts.ID: opts.Config},
+		Mux:      h.mux,
+		Schedule: h.schedule,
+		Cache:    func(string) cache.Store { return opts.Cache },
+		Limiter:  opts.Limiter,
+		AddCheck: h.addCheck,
+		Enqueue:  h.enqueue,
+	})
+	h.Host = h.set.Host(opts.ID)
 	return h
 }
 
@@ -122,83 +135,22 @@ func NewHost(t testing.TB, opts Options) *Host {
 // the test.
 func (h *Host) Provision(ctx context.Context, p plugins.Plugin) error {
 	h.t.Helper()
-	err := h.provision(ctx, p)
-	c, ok := p.(plugins.CleanerUpper)
-	if !ok {
+	if err := h.set.Provision(ctx, h.opts.ID, p); err != nil {
 		return err
 	}
-	if err != nil {
-		if cerr := c.Cleanup(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
-		}
-		return err
-	}
-	h.t.Cleanup(func() {
-		if err := c.Cleanup(); err != nil {
-			h.t.Errorf("plugin %s: cleanup: %v", h.opts.ID, err)
-		}
-	})
-	return nil
-}
-
-func (h *Host) provision(ctx context.Context, p plugins.Plugin) error {
-	if pv, ok := p.(plugins.Provisioner); ok {
-		if err := pv.Provision(ctx, h); err != nil {
-			return fmt.Errorf("plugin %s: provision: %w", h.opts.ID, err)
-		}
-	}
-	h.mu.Lock()
-	errs := slices.Clone(h.errs)
-	h.mu.Unlock()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("plugin %s: provision: %w", h.opts.ID, err)
-	}
-	if v, ok := p.(plugins.Validator); ok {
-		if err := v.Validate(); err != nil {
-			return fmt.Errorf("plugin %s: validate: %w", h.opts.ID, err)
-		}
+	if c, ok := p.(plugins.CleanerUpper); ok {
+		h.t.Cleanup(func() {
+			if err := c.Cleanup(); err != nil {
+				h.t.Errorf("plugin %s: cleanup: %v", h.opts.ID, err)
+			}
+		})
 	}
 	return nil
 }
 
-// Logger returns the plugin's logger.
-func (h *Host) Logger() *slog.Logger { return h.log }
-
-// DecodeConfig decodes Options.Config into v with plugins.DecodeConfig.
-func (h *Host) DecodeConfig(v any) error {
-	return plugins.DecodeConfig(h.opts.ID, h.opts.Config, v)
-}
-
-// HandleFunc registers fn for taskType. Registering a task type twice, an
-// empty type or a nil fn makes Provision fail.
-func (h *Host) HandleFunc(taskType string, fn asynq.HandlerFunc) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	switch {
-	case taskType == "":
-		h.errs = append(h.errs, errors.New("HandleFunc with an empty task type"))
-		return
-	case fn == nil:
-		h.errs = append(h.errs, fmt.Errorf("HandleFunc %q with a nil handler", taskType))
-		return
-	case slices.Contains(h.types, taskType):
-		h.errs = append(h.errs, fmt.Errorf("task type %q is already handled", taskType))
-		return
-	}
-	h.types = append(h.types, taskType)
-	h.mux.HandleFunc(taskType, fn)
-}
-
-// Schedule records a periodic task. The spec is checked by the parser that
-// asynq's scheduler uses (standard five fields, or @every and the other
-// descriptors); the task is never enqueued.
-func (h *Host) Schedule(cronspec string, task *asynq.Task, opts ...asynq.Option) (string, error) {
-	if task == nil {
-		return "", errors.New("pluginstest: Schedule with a nil task")
-	}
-	if _, err := cron.ParseStandard(cronspec); err != nil {
-		return "", fmt.Errorf("plugin %s: schedule %q for %s: %w", h.opts.ID, cronspec, task.Type(), err)
-	}
+// schedule records a periodic task; the host has checked the spec with the
+// parser asynq's scheduler uses. The task is never enqueued.
+func (h *Host) schedule(_, cronspec string, task *asynq.Task, opts ...asynq.Option) (string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	id := "entry-" + strconv.Itoa(len(h.schedules)+1)
@@ -206,35 +158,21 @@ func (h *Host) Schedule(cronspec string, task *asynq.Task, opts ...asynq.Option)
 	return id, nil
 }
 
-// Cache returns Options.Cache or the Host's in-memory store.
-func (h *Host) Cache() cache.Store { return h.opts.Cache }
-
-// Limiter returns Options.Limiter(<id>.<name>, rate).
-func (h *Host) Limiter(name, rate string) (*ratelimit.Limiter, error) {
-	return h.opts.Limiter(h.opts.ID+"."+name, rate)
-}
-
-// AddCheck records a health check. An empty name or a nil Run, or a name
-// used twice, makes Provision fail.
-func (h *Host) AddCheck(c healthcheck.Check) {
+// addCheck records a check that the registry accepted, under the name the
+// plugin gave it.
+func (h *Host) addCheck(c healthcheck.Check) error {
+	if err := h.reg.Add(c); err != nil {
+		return err
+	}
+	c.Name = strings.TrimPrefix(c.Name, h.opts.ID+".")
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	switch {
-	case c.Name == "":
-		h.errs = append(h.errs, errors.New("AddCheck with an empty name"))
-		return
-	case c.Run == nil:
-		h.errs = append(h.errs, fmt.Errorf("AddCheck %q with a nil Run", c.Name))
-		return
-	case slices.ContainsFunc(h.checks, func(o healthcheck.Check) bool { return o.Name == c.Name }):
-		h.errs = append(h.errs, fmt.Errorf("check %q added twice", c.Name))
-		return
-	}
 	h.checks = append(h.checks, c)
+	return nil
 }
 
-// Enqueue calls Options.Enqueue, or records the task.
-func (h *Host) Enqueue(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+// enqueue calls Options.Enqueue, or records the task.
+func (h *Host) enqueue(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
 	if h.opts.Enqueue != nil {
 		return h.opts.Enqueue(ctx, task, opts...)
 	}
@@ -267,12 +205,8 @@ func (h *Host) RunTask(ctx context.Context, task *asynq.Task) error {
 	return h.mux.ProcessTask(ctx, task)
 }
 
-// TaskTypes returns the registered task types, in registration order.
-func (h *Host) TaskTypes() []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return slices.Clone(h.types)
-}
+// TaskTypes returns the registered task types, sorted.
+func (h *Host) TaskTypes() []string { return h.set.TaskTypes() }
 
 // Schedules returns the registered periodic tasks, in registration order.
 func (h *Host) Schedules() []Schedule {

@@ -95,7 +95,7 @@ func TestProvisionOrder(t *testing.T) {
 	}{
 		{"provision fails", &recorder{failProv: true}, "plugin rec: provision: provision failed", []string{"provision", "cleanup"}},
 		{"validate fails", &recorder{failValid: true}, "plugin rec: validate: invalid", []string{"provision", "validate", "cleanup"}},
-		{"task type twice", &recorder{twice: true}, `plugin rec: provision: task type "rec:do" is already handled`, []string{"provision", "cleanup"}},
+		{"task type twice", &recorder{twice: true}, `plugin rec: provision: task type "rec:do" is registered twice`, []string{"provision", "cleanup"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -186,7 +186,7 @@ func (checkTwice) Provision(ctx context.Context, h plugins.Host) error {
 func TestCheckAddedTwiceFailsProvision(t *testing.T) {
 	t.Parallel()
 	h := setup(t, pluginstest.Options{})
-	require.ErrorContains(t, h.Provision(t.Context(), checkTwice{}), `check "x" added twice`)
+	require.ErrorContains(t, h.Provision(t.Context(), checkTwice{}), `duplicate check name: "rec.x"`)
 }
 
 func TestCache(t *testing.T) {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/taskhost/taskhost/internal/config"
 	"github.com/taskhost/taskhost/internal/outbox"
 	"github.com/taskhost/taskhost/internal/redisconn"
 )
@@ -60,7 +59,7 @@ func run() int {
 	}
 	defer progress.Close()
 
-	cfg := config.Default().Redis
+	cfg := redisconn.DefaultConfig()
 	cfg.URL = *redisURL
 	rdb, err := redisconn.NewClient(cfg, redisconn.WithLogger(log))
 	if err != nil {

@@ -1,0 +1,66 @@
+package taskhost
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/hibiken/asynq"
+)
+
+// NewLogger returns the process logger for cfg: text for terminals, JSON for
+// production.
+func NewLogger(cfg LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// asynqLogger adapts asynq's Logger interface to slog, under component=asynq.
+type asynqLogger struct{ l *slog.Logger }
+
+var _ asynq.Logger = asynqLogger{}
+
+// sharedCloseNoise is what asynq's Scheduler.Shutdown logs, at ERROR, when it
+// is built on a shared client that it rightly cannot close.
+const sharedCloseNoise = "redis connection is shared"
+
+func (a asynqLogger) log(level slog.Level, args ...any) {
+	msg := strings.TrimSuffix(fmt.Sprint(args...), "\n")
+	if level == slog.LevelError && strings.Contains(msg, sharedCloseNoise) {
+		return
+	}
+	a.l.Log(context.Background(), level, msg)
+}
+
+func (a asynqLogger) Debug(args ...any) { a.log(slog.LevelDebug, args...) }
+func (a asynqLogger) Info(args ...any)  { a.log(slog.LevelInfo, args...) }
+func (a asynqLogger) Warn(args ...any)  { a.log(slog.LevelWarn, args...) }
+func (a asynqLogger) Error(args ...any) { a.log(slog.LevelError, args...) }
+
+// Fatal logs at ERROR. asynq calls it for unrecoverable states; the runtime
+// reports the failure through Run's error instead of exiting the process here.
+func (a asynqLogger) Fatal(args ...any) { a.log(slog.LevelError, args...) }
+
+// asynqLevel maps a slog level name to asynq's level, so asynq does not
+// format messages that would be dropped.
+func asynqLevel(cfg LogConfig) asynq.LogLevel {
+	switch strings.ToLower(cfg.Level) {
+	case "debug":
+		return asynq.DebugLevel
+	case "warn", "warning":
+		return asynq.WarnLevel
+	case "error":
+		return asynq.ErrorLevel
+	default:
+		return asynq.InfoLevel
+	}
+}

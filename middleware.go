@@ -1,0 +1,199 @@
+package taskhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/taskhost/taskhost/ratelimit"
+)
+
+// Task outcomes, as logged and counted.
+const (
+	OutcomeSuccess     = "success"
+	OutcomeFailure     = "failure"
+	OutcomePanic       = "panic"
+	OutcomeRateLimited = "rate_limited"
+	OutcomeArchived    = "archived"
+)
+
+// PanicError is the error a recovered handler panic becomes. asynq retries
+// the task like any other failure.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("handler panic: %v", e.Value) }
+
+// taskObserver receives each task's start and outcome (metrics).
+type taskObserver interface {
+	TaskStarted()
+	TaskFinished()
+	ObserveTask(taskType, queue, outcome string, d time.Duration)
+}
+
+// recoverMiddleware turns a handler panic into a *PanicError and logs it with
+// its stack. It is the outermost middleware.
+func recoverMiddleware(log *slog.Logger) asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) (err error) {
+			defer func() {
+				if v := recover(); v != nil {
+					pe := &PanicError{Value: v, Stack: debug.Stack()}
+					id, _ := asynq.GetTaskID(ctx)
+					log.Error("handler panic recovered", "task_id", id, "type", t.Type(),
+						"panic", fmt.Sprint(v), "stack", string(pe.Stack))
+					err = pe
+				}
+			}()
+			return next.ProcessTask(ctx, t)
+		})
+	}
+}
+
+// outcome classifies a handler's result. panicked is true when the handler
+// did not return (it is unwinding a panic).
+func outcome(ctx context.Context, err error, panicked bool) string {
+	var limited *ratelimit.LimitedError
+	var pe *PanicError
+	switch {
+	case panicked || errors.As(err, &pe):
+		return OutcomePanic
+	case err == nil:
+		return OutcomeSuccess
+	case errors.As(err, &limited):
+		return OutcomeRateLimited
+	case errors.Is(err, asynq.SkipRetry):
+		return OutcomeArchived
+	}
+	retried, ok1 := asynq.GetRetryCount(ctx)
+	max, ok2 := asynq.GetMaxRetry(ctx)
+	if ok1 && ok2 && retried >= max {
+		return OutcomeArchived
+	}
+	return OutcomeFailure
+}
+
+// observeMiddleware logs each task's id, type, queue, retry count, duration
+// and outcome, and reports it to obs. It sees panics as they unwind, before
+// the recovery middleware outside it turns them into errors.
+func observeMiddleware(log *slog.Logger, obs taskObserver) asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) (err error) {
+			start := time.Now()
+			if obs != nil {
+				obs.TaskStarted()
+			}
+			panicked := true
+			defer func() {
+				d := time.Since(start)
+				out := outcome(ctx, err, panicked)
+				id, _ := asynq.GetTaskID(ctx)
+				queue, _ := asynq.GetQueueName(ctx)
+				retried, _ := asynq.GetRetryCount(ctx)
+				if obs != nil {
+					obs.TaskFinished()
+					obs.ObserveTask(t.Type(), queue, out, d)
+				}
+				level, msg := slog.LevelInfo, "task done"
+				switch out {
+				case OutcomeRateLimited:
+					level, msg = slog.LevelDebug, "task rate limited"
+				case OutcomePanic:
+					level, msg = slog.LevelError, "task panicked"
+				case OutcomeFailure, OutcomeArchived:
+					level, msg = slog.LevelWarn, "task failed"
+				}
+				if !log.Enabled(ctx, level) {
+					return
+				}
+				attrs := []slog.Attr{slog.String("task_id", id), slog.String("type", t.Type()),
+					slog.String("queue", queue), slog.Int("retry", retried),
+					slog.Duration("duration", d), slog.String("outcome", out)}
+				if err != nil && out != OutcomePanic {
+					attrs = append(attrs, slog.String("error", err.Error()))
+				}
+				log.LogAttrs(ctx, level, msg, attrs...)
+			}()
+			err = next.ProcessTask(ctx, t)
+			panicked = false
+			return err
+		})
+	}
+}
+
+// asynqDefaultTimeout is the timeout asynq v0.26 gives a task enqueued with
+// neither Timeout nor Deadline (processor.go, defaultTimeout).
+const asynqDefaultTimeout = 30 * time.Minute
+
+// timeoutMiddleware makes d the default task timeout: a task whose deadline
+// is asynq's own default (it was enqueued with no Timeout or Deadline) gets d
+// instead. A task's explicit Timeout or Deadline is left as it is. Only a d
+// shorter than asynq's default can apply: asynq fails a task at its own deadline.
+func timeoutMiddleware(d time.Duration) asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			if d <= 0 || d >= asynqDefaultTimeout {
+				return next.ProcessTask(ctx, t)
+			}
+			if dl, ok := ctx.Deadline(); ok {
+				left := time.Until(dl)
+				if left > asynqDefaultTimeout-5*time.Second && left <= asynqDefaultTimeout {
+					ctx, cancel := context.WithTimeout(ctx, d)
+					defer cancel()
+					return next.ProcessTask(ctx, t)
+				}
+			}
+			return next.ProcessTask(ctx, t)
+		})
+	}
+}
+
+// retryAtSecondMiddleware rounds the RetryIn of a strict
+// *ratelimit.LimitedError (a server's Retry-After) up to the next whole
+// second of the wall clock.
+// asynq stores a retry's due time in Unix seconds, truncated (rdb.Retry,
+// processAt.Unix()), so a task told to wait 1 s could run again after 0.1 s;
+// rounded up, it never runs before its RetryIn (a 429's Retry-After, a limit
+// window's reset). Other errors pass through unchanged.
+func retryAtSecondMiddleware(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		err := next.ProcessTask(ctx, t)
+		var limited *ratelimit.LimitedError
+		if err == nil || !errors.As(err, &limited) || !limited.Strict {
+			return err
+		}
+		now := time.Now()
+		due := now.Add(max(limited.RetryIn, 0))
+		if rounded := due.Truncate(time.Second); !rounded.Equal(due) {
+			due = rounded.Add(time.Second)
+		}
+		return &roundedLimitError{err: err, limited: &ratelimit.LimitedError{RetryIn: due.Sub(now), Strict: true}}
+	})
+}
+
+// roundedLimitError is a handler's error whose *ratelimit.LimitedError, as
+// errors.As finds it, has its RetryIn rounded up. It keeps the handler's
+// message and chain, and does not modify the handler's error value.
+type roundedLimitError struct {
+	err     error
+	limited *ratelimit.LimitedError
+}
+
+func (e *roundedLimitError) Error() string { return e.err.Error() }
+func (e *roundedLimitError) Unwrap() error { return e.err }
+
+// As answers for *ratelimit.LimitedError with the rounded copy.
+func (e *roundedLimitError) As(target any) bool {
+	if p, ok := target.(**ratelimit.LimitedError); ok {
+		*p = e.limited
+		return true
+	}
+	return false
+}

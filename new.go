@@ -1,0 +1,133 @@
+package taskhost
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskhost/taskhost/cache"
+	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/metrics"
+	"github.com/taskhost/taskhost/internal/outbox"
+	"github.com/taskhost/taskhost/internal/redisconn"
+	"github.com/taskhost/taskhost/ratelimit"
+)
+
+// New builds a runtime from cfg without touching the network: the Redis
+// clients are lazy and the monitor starts with Start. It returns an error
+// matching ErrInvalidConfig for a bad config or an unknown plugin ID.
+func New(cfg Config, opts Options) (*Runtime, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		w := opts.LogOutput
+		if w == nil {
+			w = os.Stderr
+		}
+		log = NewLogger(cfg.Log, w)
+	}
+	// go-redis logs each failed dial itself; route it to slog at DEBUG so an
+	// outage is reported once, by the monitor. The logger is process-wide:
+	// the first runtime's logger serves them all.
+	setLibraryLogger.Do(func() { redis.SetLogger(redisconn.LibraryLogger(log)) })
+	r := &Runtime{cfg: cfg, log: log, version: opts.Version, born: time.Now()}
+	if redisconn.InsecureTLS(cfg.Redis.conn()) {
+		log.Warn("redis.tls.insecure_skip_verify is on: the Redis server's certificate is not verified", "component", "redis")
+	}
+
+	var err error
+	clog := log.With("component", "redis")
+	if r.rdb, err = redisconn.NewClient(cfg.Redis.conn(), redisconn.WithLogger(clog)); err != nil {
+		return nil, fmt.Errorf("%w: redis: %v", ErrInvalidConfig, err)
+	}
+	qraw, err := redisconn.NewClient(cfg.Redis.conn(), redisconn.WithLogger(clog))
+	if err != nil {
+		_ = r.rdb.Close()
+		return nil, fmt.Errorf("%w: redis: %v", ErrInvalidConfig, err)
+	}
+	// The monitor probes on a one-connection client of its own, so an
+	// application that fills the shared pool is not mistaken for an outage.
+	probeCfg := cfg.Redis
+	probeCfg.PoolSize, probeCfg.MinIdleConns = 1, 0
+	if r.probe, err = redisconn.NewClient(probeCfg.conn(), redisconn.WithLogger(clog)); err != nil {
+		_ = r.rdb.Close()
+		_ = qraw.Close()
+		return nil, fmt.Errorf("%w: redis: %v", ErrInvalidConfig, err)
+	}
+	r.monitor = redisconn.NewMonitor(r.probe, redisconn.MonitorOptionsFrom(cfg.Redis.conn(), log))
+	// Failures and recoveries seen by either pool reach the monitor at once.
+	r.rdb.AddHook(r.monitor.Hook())
+	qraw.AddHook(r.monitor.Hook())
+	r.qrdb = newQueueClient(qraw, r.monitor.Ready, func(ctx context.Context) bool {
+		return r.monitor.Wait(ctx, redisconn.Ready) == nil
+	})
+
+	r.cache = cache.New(r.rdb, cache.Options{
+		MaxValueBytes:    cfg.Cache.MaxValueBytes,
+		MemoryMaxEntries: cfg.Cache.Memory.MaxEntries,
+		Logger:           log,
+	})
+	if r.limits, err = ratelimit.New(r.rdb, ratelimit.Options{Limits: cfg.RateLimit.Limits, Logger: log}); err != nil {
+		r.closeEarly()
+		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	if len(cfg.RateLimit.Tasks) > 0 {
+		if r.taskLimit, err = r.limits.TaskMiddleware(cfg.RateLimit.Tasks); err != nil {
+			r.closeEarly()
+			return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+		}
+	}
+	r.checks = healthcheck.NewRegistry(cfg.Health.Timeout)
+	r.metrics = metrics.New()
+	r.queue = newQueue(r.qrdb, cfg, log)
+
+	var store outbox.Store
+	if cfg.Outbox.Path != "" {
+		fs, err := outbox.OpenFile(cfg.Outbox.Path)
+		if err != nil {
+			r.closeEarly()
+			return nil, fmt.Errorf("outbox.path: %w", err)
+		}
+		store = fs
+	}
+	r.client, err = outbox.New(asynq.NewClientFromRedisClient(r.rdb), r.monitor.Ready, outbox.Options{
+		Store:     store,
+		MaxTasks:  cfg.Outbox.MaxTasks,
+		MaxBytes:  cfg.Outbox.MaxBytes,
+		DrainRate: cfg.Outbox.DrainRate,
+		Logger:    log,
+	})
+	if err != nil {
+		r.closeEarly()
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	r.plugins = r.newPluginSet()
+	if err := r.registerObservability(); err != nil {
+		_ = r.client.Close()
+		r.closeEarly()
+		return nil, err
+	}
+	return r, nil
+}
+
+var setLibraryLogger sync.Once
+
+// closeEarly releases what New built before it failed.
+func (r *Runtime) closeEarly() {
+	if r.limits != nil {
+		_ = r.limits.Close()
+	}
+	if r.cache != nil {
+		r.cache.Close()
+	}
+	_ = r.qrdb.Close()
+	_ = r.rdb.Close()
+	_ = r.probe.Close()
+}
