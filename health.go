@@ -57,6 +57,7 @@ func (r *Runtime) registerObservability() error {
 		}),
 		m.RegisterQueues(r.queue.inspector, r.cfg.Health.Timeout/2),
 		r.checks.Add(healthcheck.Check{Name: outboxCheck, Run: r.checkOutbox}),
+		r.registerQuarantine(),
 	}
 	return errors.Join(errs...)
 }
@@ -100,6 +101,7 @@ func (r *Runtime) healthHandler() http.Handler {
 			Redis:      whenReady(r, healthcheck.InfoFunc(r.rdb)),
 			Queues:     whenReady(r, healthcheck.QueuesFunc(r.queue.inspector)),
 			Fallbacks:  func(context.Context) ([]healthcheck.Fallback, error) { return r.fallbacks(), nil },
+			Warnings:   r.quarantineWarnings,
 		},
 		Ready:     r.ready,
 		Gatherer:  r.metrics.Gatherer(),

@@ -203,6 +203,7 @@ func (r *Runtime) handler() asynq.Handler {
 		h = r.taskLimit(h)
 	}
 	h = retryAtSecondMiddleware(h)
+	h = payloadMiddleware(r.cfg.Worker.MaxPayloadBytes)(h)
 	h = timeoutMiddleware(r.cfg.Worker.TaskTimeout)(h)
 	h = observeMiddleware(r.log.With("component", "task"), r.metrics)(h)
 	return recoverMiddleware(r.log.With("component", "task"))(h)

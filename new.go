@@ -47,7 +47,7 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 	if r.rdb, err = redisconn.NewClient(cfg.Redis.conn(), redisconn.WithLogger(clog)); err != nil {
 		return nil, fmt.Errorf("%w: redis: %v", ErrInvalidConfig, err)
 	}
-	qraw, err := redisconn.NewClient(cfg.Redis.conn(), redisconn.WithLogger(clog))
+	qraw, err := redisconn.NewClient(queueTimeouts(cfg).conn(), redisconn.WithLogger(clog))
 	if err != nil {
 		_ = r.rdb.Close()
 		return nil, fmt.Errorf("%w: redis: %v", ErrInvalidConfig, err)
@@ -103,6 +103,8 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 		MaxBytes:  cfg.Outbox.MaxBytes,
 		DrainRate: cfg.Outbox.DrainRate,
 		Logger:    log,
+
+		MaxPayloadBytes: cfg.Worker.MaxPayloadBytes,
 	})
 	if err != nil {
 		r.closeEarly()

@@ -58,6 +58,7 @@ type Handler struct {
 	redis      flight[RedisInfo]
 	queues     flight[[]Queue]
 	fallbacks  flight[[]Fallback]
+	warnings   flight[[]string]
 
 	mu         sync.Mutex
 	lastStatus Status

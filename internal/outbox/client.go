@@ -37,6 +37,10 @@ type Options struct {
 	// DrainRate bounds delivery from the outbox, in tasks per second
 	// (default 2,000). math.Inf(1) removes the bound.
 	DrainRate float64
+	// MaxPayloadBytes bounds a task's payload: Submit refuses a larger one
+	// with a *PayloadError before anything is sent or held. 0 means no
+	// bound; the runtime sets worker.max_payload_bytes.
+	MaxPayloadBytes int
 	// CheckInterval is how often a non-empty outbox checks Ready on its
 	// own, besides Kick (default 1 s).
 	CheckInterval time.Duration
@@ -205,14 +209,18 @@ func (c *Client) EnqueueContext(ctx context.Context, task *asynq.Task, opts ...a
 // meant at Submit.
 //
 // Errors: asynq's own (validation, ErrDuplicateTask, ErrTaskIDConflict)
-// as asynq returns them; ErrOutboxFull, wrapped, when the outbox is at a
-// bound; ErrClosed after Close; the context's error when ctx is done.
+// as asynq returns them; a *PayloadError (ErrPayloadTooLarge) for a payload
+// above Options.MaxPayloadBytes; ErrOutboxFull, wrapped, when the outbox is
+// at a bound; ErrClosed after Close; the context's error when ctx is done.
 func (c *Client) Submit(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (Result, error) {
 	if c.closed.Load() {
 		return Result{}, ErrClosed
 	}
 	if task == nil {
 		return Result{}, errors.New("task cannot be nil")
+	}
+	if err := CheckPayload(task, c.opts.MaxPayloadBytes); err != nil {
+		return Result{}, err
 	}
 	id, ok := lastTaskID(taskOptions(task), opts)
 	if !ok {
