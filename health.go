@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/connerr"
 	"github.com/taskhost/taskhost/internal/redisconn"
 	"github.com/taskhost/taskhost/ratelimit"
 )
@@ -178,8 +179,8 @@ type observer struct {
 
 	mu       sync.Mutex
 	remote   string    // address of the last connection dialled on the app pool
-	lastErr  string    // latest network error or refusal (redisconn.Reportable)
-	misconf  time.Time // when lastErr was a refusal that redisconn.Misconfigured names
+	lastErr  string    // latest network error or refusal (connerr.Reportable)
+	misconf  time.Time // when lastErr was a refusal that connerr.Misconfigured names
 	told     map[string]bool
 	switchAt time.Time // last move into or out of ready
 }
@@ -223,7 +224,7 @@ func (o *observer) dialed(remote string) {
 
 func (o *observer) failed(err error) {
 	msg := healthcheck.Redact(err.Error())
-	problem := redisconn.Misconfigured(err)
+	problem := connerr.Misconfigured(err)
 	o.mu.Lock()
 	o.lastErr = msg
 	o.misconf = time.Time{}
@@ -241,7 +242,7 @@ func (o *observer) failed(err error) {
 	}
 	o.mu.Unlock()
 	if tell && o.log != nil {
-		o.log.Error(redisconn.MisconfiguredHint(problem), "problem", problem, "reason", msg)
+		o.log.Error(connerr.MisconfiguredHint(problem), "problem", problem, "reason", msg)
 	}
 }
 
@@ -259,7 +260,7 @@ func (h connHook) DialHook(next redis.DialHook) redis.DialHook {
 		switch {
 		case err == nil:
 			h.o.dialed(cn.RemoteAddr().String())
-		case redisconn.Reportable(err):
+		case connerr.Reportable(err):
 			h.o.failed(err)
 		}
 		return cn, err
@@ -269,7 +270,7 @@ func (h connHook) DialHook(next redis.DialHook) redis.DialHook {
 func (h connHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if err != nil && redisconn.Reportable(err) {
+		if err != nil && connerr.Reportable(err) {
 			h.o.failed(err)
 		}
 		return err
@@ -279,7 +280,7 @@ func (h connHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h connHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := next(ctx, cmds)
-		if err != nil && redisconn.Reportable(err) {
+		if err != nil && connerr.Reportable(err) {
 			h.o.failed(err)
 		}
 		return err

@@ -56,7 +56,8 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 		r.embedded = m
 		undo = append(undo, func() { m.Close() })
 	}
-	// 3. Cache, limiter and client follow the monitor from its first state.
+	// 3. Cache and limiter follow the monitor since New (watchReady); the
+	// outbox and the metrics from its first state.
 	r.unsub = append(r.unsub, r.monitor.Subscribe(r.onState))
 	r.onState(r.monitor.State(), r.monitor.State())
 	r.monitor.Start()

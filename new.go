@@ -73,8 +73,9 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 		MaxValueBytes:    cfg.Cache.MaxValueBytes,
 		MemoryMaxEntries: cfg.Cache.Memory.MaxEntries,
 		Logger:           log,
+		Watch:            r.watchReady,
 	})
-	if r.limits, err = ratelimit.New(r.rdb, ratelimit.Options{Limits: cfg.RateLimit.Limits, Logger: log}); err != nil {
+	if r.limits, err = ratelimit.New(r.rdb, ratelimit.Options{Limits: cfg.RateLimit.Limits, Logger: log, Watch: r.watchReady}); err != nil {
 		r.closeEarly()
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}

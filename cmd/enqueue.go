@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskhost/taskhost"
+	"github.com/taskhost/taskhost/internal/connerr"
 	"github.com/taskhost/taskhost/internal/redisconn"
 )
 
@@ -142,7 +143,7 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	info, err := client.EnqueueContext(ectx, asynq.NewTask(a.taskType, []byte(a.payload)), opts...)
 	switch {
 	case err == nil:
-	case redisconn.IsNetworkError(err) || errors.Is(err, context.DeadlineExceeded):
+	case connerr.Down(err):
 		fmt.Fprintf(stderr, "worker enqueue: Redis (%s) is unreachable, the task was not enqueued: %v\n",
 			cfg.Redis.Target(), err)
 		return ExitFailure

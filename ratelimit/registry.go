@@ -49,6 +49,16 @@ type Options struct {
 	// SweepInterval is how often expired in-memory counters are deleted;
 	// 30s when zero.
 	SweepInterval time.Duration
+	// Watch tells the Registry whether Redis is ready. New calls it once
+	// with setReady; from then on the owner calls setReady(true) when Redis
+	// becomes ready and setReady(false) when it stops being ready, and the
+	// Registry counts in memory until told ready. Close calls the returned
+	// stop func, when not nil. The runtime passes a subscription to its
+	// connection monitor, so only the monitor switches the Registry.
+	// Without Watch, Redis is taken as ready from the start: the Redis store
+	// is built on the first check, and a check that Redis cannot serve is
+	// answered from memory.
+	Watch func(setReady func(ready bool)) (stop func())
 }
 
 // Registry hands out limiters that share one fallback store: ulule's Redis
@@ -58,8 +68,9 @@ type Options struct {
 // together admit up to N times the rate. When Redis is ready again, counting
 // moves back to Redis and the in-memory counters are dropped.
 //
-// The Registry does not decide when Redis is down; the runtime tells it with
-// SetRedisReady, from its connection monitor. A Registry starts on memory.
+// The Registry does not decide when Redis is down; the runtime tells it
+// through Options.Watch, from its connection monitor, and nothing else can
+// switch it. A watched Registry starts on memory.
 type Registry struct {
 	client       redis.UniversalClient
 	log          *slog.Logger
@@ -76,6 +87,8 @@ type Registry struct {
 	lastBuild   time.Time  // guarded by mu
 	buildFailed bool       // guarded by mu
 
+	stopWatch func() // ends Options.Watch; nil when none
+
 	sweepEvery time.Duration
 	sweepMu    sync.Mutex
 	sweeper    *time.Timer // nil once closed; guarded by sweepMu
@@ -86,8 +99,9 @@ type Registry struct {
 	redisErrors atomic.Uint64
 }
 
-// New returns a Registry on client, counting in memory until SetRedisReady
-// (true). It never touches Redis. A nil client gives a memory-only Registry.
+// New returns a Registry on client. With opts.Watch it counts in memory until
+// told that Redis is ready; without, it counts on Redis from the first check.
+// It never touches Redis itself. A nil client gives a memory-only Registry.
 // Every rate in opts.Limits is parsed; a bad one is an error naming its key,
 // ratelimit.limits.<name>. Close stops the Registry's sweeper.
 func New(client redis.UniversalClient, opts Options) (*Registry, error) {
@@ -121,6 +135,11 @@ func New(client redis.UniversalClient, opts Options) (*Registry, error) {
 		return nil, err
 	}
 	r.sweeper = time.AfterFunc(r.sweepEvery, r.sweep)
+	if opts.Watch == nil {
+		r.ready.Store(true) // the store is built by the first check
+	} else {
+		r.stopWatch = opts.Watch(r.setRedisReady)
+	}
 	return r, nil
 }
 
@@ -133,9 +152,13 @@ func (r *Registry) sweep() {
 	}
 }
 
-// Close stops sweeping expired in-memory counters. Limiters keep working.
-// It does not close the Redis client, which the caller owns.
+// Close stops watching (the func Options.Watch returned) and sweeping
+// expired in-memory counters. Limiters keep working. It does not close the
+// Redis client, which the caller owns.
 func (r *Registry) Close() error {
+	if r.stopWatch != nil {
+		r.stopWatch()
+	}
 	r.sweepMu.Lock()
 	defer r.sweepMu.Unlock()
 	if r.sweeper != nil {
@@ -149,18 +172,17 @@ func (r *Registry) Close() error {
 // limiter.New and middlewares. Keys are stored under KeyPrefix.
 func (r *Registry) Store() limiter.Store { return r.store }
 
-// SetRedisReady tells the Registry whether Redis is ready; the runtime calls
-// it on every change of its connection monitor's state.
+// setRedisReady tells the Registry whether Redis is ready; Options.Watch
+// calls it on every change of the owner's connection state.
 //
 // The first time it is told ready, it builds ulule's Redis store, which loads
 // two Lua scripts (bounded by the client's timeouts). If that fails, counting
 // stays in memory and a check retries the build at most once a second.
 //
 // Once told not ready, no check touches Redis: all answer from memory at once.
-// Told ready, checks go to Redis; a check that fails with a connection-type
-// error is answered from memory and reported to Options.OnRedisError, but the
+// Told ready, checks go to Redis; a check that Redis cannot serve is answered from memory and reported to Options.OnRedisError, but the
 // Registry stays on Redis until it is told otherwise.
-func (r *Registry) SetRedisReady(ready bool) {
+func (r *Registry) setRedisReady(ready bool) {
 	r.ready.Store(ready)
 	r.mu.Lock()
 	defer r.mu.Unlock()

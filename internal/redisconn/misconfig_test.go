@@ -1,13 +1,12 @@
 package redisconn_test
 
 import (
-	"context"
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskhost/taskhost/internal/connerr"
 	"github.com/taskhost/taskhost/internal/redisconn"
 	"github.com/taskhost/taskhost/internal/redistest"
 )
@@ -39,24 +38,9 @@ func TestAuthRefusalLoggedOnceAsAuth(t *testing.T) {
 			require.Len(t, errs, 1, f.logs.String())
 			require.Contains(t, errs[0]["msg"], "redis refused authentication")
 			require.Contains(t, errs[0]["msg"], "redis.password")
-			require.Equal(t, redisconn.ProblemAuth, errs[0]["problem"])
+			require.Equal(t, connerr.ProblemAuth, errs[0]["problem"])
 			require.NotContains(t, f.logs.String(), "redis down")
 			require.NotContains(t, f.logs.String(), "right-pw")
 		})
 	}
-}
-
-func TestMisconfigured(t *testing.T) {
-	t.Parallel()
-	s := redistest.Start(t, redistest.Options{Password: "pw"})
-	ctx := context.Background()
-	cfg := cfgFor(t, s.Addr())
-	err := newClient(t, cfg).Ping(ctx).Err()
-	require.Equal(t, redisconn.ProblemAuth, redisconn.Misconfigured(err), "%v", err)
-	cfg.Password, cfg.DB = "pw", 1000
-	err = newClient(t, cfg).Ping(ctx).Err()
-	require.Equal(t, redisconn.ProblemDatabase, redisconn.Misconfigured(err), "%v", err)
-	require.True(t, redisconn.Reportable(err))
-	require.Empty(t, redisconn.Misconfigured(errors.New("ERR something else")))
-	require.Empty(t, redisconn.Misconfigured(nil))
 }

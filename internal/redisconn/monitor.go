@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskhost/taskhost/internal/connerr"
 )
 
 // ErrClosed is returned by Wait when the monitor closes before the wanted state.
@@ -146,7 +148,7 @@ func (m *Monitor) setState(to State, reason string, extra ...any) {
 	case (to == Reconnecting || to == Down) && m.problem != "":
 		if m.problem != m.toldProblem {
 			m.toldProblem = m.problem
-			m.log.Error(MisconfiguredHint(m.problem), append(attrs, "problem", m.problem, "reason", reason)...)
+			m.log.Error(connerr.MisconfiguredHint(m.problem), append(attrs, "problem", m.problem, "reason", reason)...)
 		}
 	case to == Reconnecting:
 		m.log.Warn("redis connection lost; reconnecting", append(attrs, "reason", reason)...)

@@ -3,6 +3,8 @@ package redisconn
 import (
 	"context"
 	"time"
+
+	"github.com/taskhost/taskhost/internal/connerr"
 )
 
 // minNudgeGap spaces probes triggered by the hook, so a stream of failing
@@ -127,7 +129,7 @@ func (m *Monitor) onFailure(now time.Time, err error) time.Duration {
 		m.failSince = now
 	}
 	failing := now.Sub(m.failSince)
-	m.problem = Misconfigured(err)
+	m.problem = connerr.Misconfigured(err)
 	switch st := m.State(); {
 	case st == Ready:
 		m.setState(Reconnecting, reason)
@@ -136,7 +138,7 @@ func (m *Monitor) onFailure(now time.Time, err error) time.Duration {
 	case m.problem != "" && m.problem != m.toldProblem:
 		// A refusal that began during an outage: said once, as what it is.
 		m.toldProblem = m.problem
-		m.log.Error(MisconfiguredHint(m.problem), "state", st.String(), "problem", m.problem, "reason", reason)
+		m.log.Error(connerr.MisconfiguredHint(m.problem), "state", st.String(), "problem", m.problem, "reason", reason)
 	case reason != m.lastReason:
 		m.log.Debug("redis still unavailable", "state", st.String(), "reason", reason)
 	}

@@ -1,4 +1,4 @@
-package redisconn
+package connerr
 
 import (
 	"strings"
@@ -34,8 +34,8 @@ func Misconfigured(err error) string {
 }
 
 // Reportable reports whether err is worth showing as the connection's last
-// error: a network error, or a refusal that Misconfigured names.
-func Reportable(err error) bool { return IsNetworkError(err) || Misconfigured(err) != "" }
+// error: Redis cannot serve (Down), or it refused what Misconfigured names.
+func Reportable(err error) bool { return Down(err) || Misconfigured(err) != "" }
 
 // MisconfiguredHint is the log message for a problem kind: what Redis
 // refused and which keys to check.
