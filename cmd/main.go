@@ -11,6 +11,10 @@ const (
 	ExitOK      = 0 // a clean stop
 	ExitFailure = 1 // a runtime failure, or a forced stop
 	ExitUsage   = 2 // a config or usage error
+	// ExitUnknown is worker enqueue's "the outcome is unknown": the task
+	// was sent but no answer came. Its message holds the task ID; a retry
+	// with -id cannot enqueue the task twice.
+	ExitUnknown = 3
 )
 
 // Version is the worker's version, set at build time with
