@@ -42,7 +42,7 @@ func (r *Runtime) registerQuarantine() error {
 // (docs/reliability.md, "Bad input").
 func queueTimeouts(cfg Config) RedisConfig {
 	r := cfg.Redis
-	add := quarantine.TransferAllowance(quarantine.MsgLimit(cfg.Worker.MaxPayloadBytes))
+	add := quarantine.QueueAllowance(cfg.Worker.MaxPayloadBytes)
 	r.ReadTimeout += add
 	r.WriteTimeout += add
 	return r

@@ -27,7 +27,8 @@ func Main() {
 }
 
 // Run runs the worker command with args (without the program name) and
-// returns the exit code. Subcommands: health, enqueue; otherwise the worker.
+// returns the exit code. Subcommands: health, enqueue, doctor; otherwise the
+// worker.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
@@ -35,6 +36,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runHealth(ctx, args[1:], stdout, stderr)
 		case "enqueue":
 			return runEnqueue(ctx, args[1:], stdout, stderr)
+		case "doctor":
+			return runDoctor(ctx, args[1:], stdout, stderr)
 		}
 	}
 	return runWorker(ctx, args, stdout, stderr)

@@ -35,6 +35,13 @@ func TransferAllowance(msgLimit int64) time.Duration {
 	return d.Round(time.Millisecond) + time.Millisecond
 }
 
+// QueueAllowance is what the clients of asynq's scripts add to their read
+// and write timeouts for a payload bound: the time the largest allowed
+// message needs at MinTransferRate.
+func QueueAllowance(maxPayloadBytes int) time.Duration {
+	return TransferAllowance(MsgLimit(maxPayloadBytes))
+}
+
 // MsgLimit is the msg size limit for a payload bound.
 func MsgLimit(maxPayloadBytes int) int64 { return int64(maxPayloadBytes) + Headroom }
 
