@@ -2,6 +2,11 @@ package taskhost_test
 
 import (
 	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -194,4 +199,49 @@ func TestPoisonAtDequeue(t *testing.T) {
 	require.Contains(t, info.LastErr, "payload too large: task t15:work has a payload of 8192 bytes, more than worker.max_payload_bytes (4096)")
 	require.Zero(t, info.Retried, "archived at once")
 	require.ElementsMatch(t, []string{garbage, nomsg}, rdb.ZRange(ctx, "taskhost:quarantine:{"+queue+"}", 0, -1).Val())
+}
+
+// TestWorkerStartsWithDamagedOutbox: the issue's case 3 as a worker meets
+// it: a truncated outbox file used to crash New (SIGBUS or a bbolt
+// assertion, exit 2). Now the worker starts, logs the moved file once,
+// and delivers the tasks that could be read.
+func TestWorkerStartsWithDamagedOutbox(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	path := filepath.Join(t.TempDir(), "outbox.db")
+
+	// Hold 300 tasks in the file while Redis is away.
+	down := testConfig(t, redistest.ClosedAddr(t))
+	down.Outbox.Path = path
+	rt, err := taskhost.New(down, taskhost.Options{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	for i := range 300 {
+		r, err := rt.Client().Submit(context.Background(), asynq.NewTask("t15:work", []byte(strings.Repeat("x", 100))),
+			asynq.Queue("t15outbox"), asynq.TaskID("ob-"+strconv.Itoa(i)))
+		require.NoError(t, err)
+		require.True(t, r.Held)
+	}
+	require.NoError(t, rt.Stop(context.Background()))
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(path, st.Size()/2))
+
+	cfg := testConfig(t, s.Addr())
+	cfg.Outbox.Path = path
+	cfg.Log.Level = "info"
+	logs := &h5Log{}
+	rt = startRuntime(t, cfg, logs)
+	moved, _ := filepath.Glob(path + ".corrupt-*")
+	require.Len(t, moved, 1)
+	require.Equal(t, 1, strings.Count(logs.String(), "outbox file is damaged"), logs.String())
+	require.Contains(t, logs.String(), "moved_to="+moved[0])
+	m := regexp.MustCompile(`recovered=(\d+)`).FindStringSubmatch(logs.String())
+	require.NotNil(t, m)
+	recovered, _ := strconv.Atoi(m[1])
+	require.Positive(t, recovered, "tasks were recovered from the damaged file")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, rt.Client().Flush(ctx))
+	rdb := redistest.Client(t, s.Addr())
+	require.Equal(t, int64(recovered), rdb.LLen(ctx, "asynq:{t15outbox}:pending").Val(), "each delivered once")
 }

@@ -91,7 +91,7 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 
 	var store outbox.Store
 	if cfg.Outbox.Path != "" {
-		fs, err := outbox.OpenFile(cfg.Outbox.Path)
+		fs, err := outbox.OpenFile(cfg.Outbox.Path, outbox.WithLogger(log))
 		if err != nil {
 			r.closeEarly()
 			return nil, fmt.Errorf("outbox.path: %w", err)

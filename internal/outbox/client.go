@@ -155,19 +155,47 @@ func newLimiter(perSec float64) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(perSec), max(1, int(perSec/20))) // a burst of 50 ms
 }
 
-// load reads the held tasks of a persistent store into memory.
+// quarantiner is a Store that can set unreadable records aside.
+type quarantiner interface {
+	Quarantine(recs ...Record) error
+}
+
+// load reads the held tasks of a persistent store into memory. A record
+// that does not decode is moved to the store's quarantine (FileStore) and
+// reported in one ERROR line; the others load and drain.
 func (c *Client) load() error {
+	var bad []Record
+	var firstErr error
 	err := c.store.Load(func(r Record) error {
+		c.nextSeq = max(c.nextSeq, r.Seq+1)
 		s, err := decode(r.Data)
 		if err != nil {
-			return fmt.Errorf("outbox: stored task %d: %w", r.Seq, err)
+			if firstErr == nil {
+				firstErr = err
+			}
+			bad = append(bad, r)
+			return nil
 		}
 		c.add(&entry{seq: r.Seq, id: s.ID, data: r.Data, at: s.Accepted})
-		c.nextSeq = max(c.nextSeq, r.Seq+1)
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	if len(bad) > 0 {
+		seqs := make([]uint64, len(bad))
+		for i, r := range bad {
+			seqs[i] = r.Seq
+		}
+		where := "kept in place"
+		if q, ok := c.store.(quarantiner); ok {
+			if err := q.Quarantine(bad...); err != nil {
+				return fmt.Errorf("outbox: quarantine %d unreadable stored tasks: %w", len(bad), err)
+			}
+			where = "moved to the file's quarantine bucket"
+		}
+		c.log.Error("outbox held tasks that cannot be read; the others are delivered", "unreadable", len(bad),
+			"seqs", seqs, "where", where, "error", firstErr.Error())
 	}
 	if n := c.q.len(); n > 0 {
 		c.holding = true
