@@ -33,7 +33,7 @@ const (
 	formPosDuration   = "a positive duration, such as 500ms, 2s or 1m"
 	formDuration      = "a duration with a unit, such as 500ms, 2s or 1m"
 	formQueues        = "a map of queue name to weight (name=weight,name=weight in the environment)"
-	formWakeup        = "a wake-up source (auto, poll or off)"
+	formWakeup        = "a wake-up source (auto, notify, poll or off)"
 	formLevel         = "a log level (debug, info, warn or error)"
 	formFormat        = "a log format (text or json)"
 	formDetail        = "a detail level (full or minimal)"
@@ -285,6 +285,7 @@ func (c Config) problems() config.Problems {
 			"expected room for a task of the largest allowed payload, which the outbox stores base64-encoded", c.Outbox.MaxBytes, p))
 	}
 	c.checkUI(k)
+	c.checkPprof(k)
 	return ps
 }
 
@@ -507,7 +508,7 @@ func (w WorkerConfig) check(k check) {
 		k.ps.Add("worker.queues", fmt.Sprintf("the weights add up to %d, more than %d "+
 			"(asynq builds a list of that many queue names for every dequeue)", sum, maxQueueWeightSum))
 	}
-	k.oneOf("worker.wakeup", w.Wakeup, formWakeup, "auto", "poll", "off")
+	k.oneOf("worker.wakeup", w.Wakeup, formWakeup, "auto", "notify", "poll", "off")
 	if w.RetryBaseDelay > 0 && w.RetryMaxDelay > 0 && w.RetryBaseDelay > w.RetryMaxDelay {
 		k.ps.Add("worker.retry_base_delay", fmt.Sprintf("%s is more than worker.retry_max_delay (%s); expected retry_base_delay <= retry_max_delay", w.RetryBaseDelay, w.RetryMaxDelay))
 	}
@@ -535,6 +536,16 @@ func (c Config) checkUI(k check) {
 	if !isLoopback(addr) && !basic && ui.Auth.Token == "" {
 		k.ps.Add("ui.auth", fmt.Sprintf("required when the UI listens on %q (%s), which is not loopback: "+
 			"set ui.auth.username and ui.auth.password, or ui.auth.token, or listen on 127.0.0.1", addr, from))
+	}
+}
+
+// checkPprof requires credentials for the pprof endpoints on a listener
+// that is not loopback.
+func (c Config) checkPprof(k check) {
+	a := c.UI.Auth
+	if c.Health.Pprof && !isLoopback(c.Health.Addr) && !(a.Username != "" && a.Password != "") && a.Token == "" {
+		k.ps.Add("health.pprof", fmt.Sprintf("needs the ui.auth credentials (ui.auth.username and ui.auth.password, or ui.auth.token) "+
+			"when health.addr %q is not loopback, or listen on 127.0.0.1", c.Health.Addr))
 	}
 }
 

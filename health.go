@@ -16,6 +16,7 @@ import (
 	"github.com/taskhost/taskhost/healthcheck"
 	"github.com/taskhost/taskhost/internal/connerr"
 	"github.com/taskhost/taskhost/internal/redisconn"
+	"github.com/taskhost/taskhost/internal/reload"
 	"github.com/taskhost/taskhost/ratelimit"
 )
 
@@ -103,6 +104,7 @@ func (r *Runtime) healthHandler() http.Handler {
 			Queues:     whenReady(r, healthcheck.QueuesFunc(r.queue.inspector)),
 			Fallbacks:  func(context.Context) ([]healthcheck.Fallback, error) { return r.fallbacks(), nil },
 			Warnings:   r.quarantineWarnings,
+			Config:     func(context.Context) (healthcheck.ConfigInfo, error) { return r.rl.info(), nil },
 		},
 		Ready:     r.ready,
 		Gatherer:  r.metrics.Gatherer(),
@@ -314,6 +316,8 @@ func (r *Runtime) startHTTP() error {
 func (r *Runtime) adminMux() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/", r.healthHandler())
+	mux.Handle(reload.Path, r.reloadHandler())
+	r.mountPprof(mux)
 	if err := r.mountUI(mux); err != nil {
 		return nil, err
 	}

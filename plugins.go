@@ -22,7 +22,7 @@ func (r *Runtime) newPluginSet() *pluginhost.Set {
 			if err := outbox.CheckPayload(task, r.cfg.Worker.MaxPayloadBytes); err != nil {
 				return "", err
 			}
-			return r.queue.scheduler.Register(cronspec, task, opts...)
+			return r.queue.scheduler.Register(cronspec, r.scheduled(task), opts...)
 		},
 		Cache:    func(namespace string) cache.Store { return r.cache.Namespace(namespace) },
 		Limiter:  r.limits.Limiter,

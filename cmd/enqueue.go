@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,12 +19,14 @@ import (
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskhost/taskhost"
 	"github.com/taskhost/taskhost/internal/config"
 	"github.com/taskhost/taskhost/internal/connerr"
 	"github.com/taskhost/taskhost/internal/outbox"
 	"github.com/taskhost/taskhost/internal/redisconn"
+	"github.com/taskhost/taskhost/internal/tracing"
 )
 
 // enqueueArgs are the flags of `worker enqueue`.
@@ -142,6 +145,12 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		// go-redis would print each failed dial itself; the error below says it once.
 		redis.SetLogger(redisconn.LibraryLogger(slog.New(slog.DiscardHandler)))
 	})
+	tr, stopTracing, err := enqueueTracer(ctx, cfg, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker enqueue: config: %v\n", err)
+		return ExitUsage
+	}
+	defer stopTracing()
 	rdb, err := taskhost.NewRedisClient(cfg.Redis, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "worker enqueue: %v\n", err)
@@ -153,11 +162,25 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	client := asynq.NewClientFromRedisClient(rdb)
 	ectx, cancel := context.WithTimeout(ctx, enqueueTimeout)
 	defer cancel()
+	task := asynq.NewTask(a.taskType, []byte(a.payload))
+	var span trace.Span
+	if tr != nil {
+		headers := map[string]string{}
+		ectx, span = tr.StartSend(ectx, tracing.SourceCLI, a.taskType, a.queueName(), a.id, headers)
+		task = asynq.NewTaskWithHeaders(a.taskType, []byte(a.payload), headers)
+	}
 	// The ID goes out before the task does, so that a caller who loses the
 	// answer (a timeout, a killed process) can retry with -id: the line is
 	// finished once the outcome is known.
 	fmt.Fprintf(stdout, "id=%s", a.id)
-	info, err := client.EnqueueContext(ectx, asynq.NewTask(a.taskType, []byte(a.payload)), opts...)
+	info, err := client.EnqueueContext(ectx, task, opts...)
+	if span != nil {
+		id := ""
+		if info != nil {
+			id = info.ID
+		}
+		tracing.EndSend(span, id, false, err)
+	}
 	if err != nil {
 		fmt.Fprintln(stdout)
 	}
@@ -177,6 +200,10 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	default:
 		fmt.Fprintf(stderr, "worker enqueue: %v\n", err)
 		return ExitFailure
+	}
+	if span != nil {
+		fmt.Fprintf(stdout, " queue=%s state=%s trace_id=%s\n", info.Queue, info.State, span.SpanContext().TraceID())
+		return ExitOK
 	}
 	fmt.Fprintf(stdout, " queue=%s state=%s\n", info.Queue, info.State)
 	return ExitOK
@@ -243,6 +270,36 @@ func (c *sniffConn) Write(p []byte) (int, error) {
 		}
 	}
 	return c.Conn.Write(p)
+}
+
+// queueName is -queue, or asynq's default queue.
+func (a *enqueueArgs) queueName() string {
+	if a.queue == "" {
+		return "default"
+	}
+	return a.queue
+}
+
+// enqueueTracer builds the tracer of `worker enqueue` when the OTEL_*
+// environment or tracing.enabled turn tracing on: its span is the parent of
+// the handler's. stop exports the span, waiting at most a couple of
+// seconds. With tracing off it returns a nil tracer and builds nothing.
+func enqueueTracer(ctx context.Context, cfg taskhost.Config, stderr io.Writer) (*tracing.Tracer, func(), error) {
+	s, err := tracing.Resolve(os.Environ(), cfg.Tracing.Enabled, false)
+	if err != nil || !s.Enabled {
+		return nil, func() {}, err
+	}
+	// Only export failures are worth a line on a command's stderr.
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	p, err := tracing.Start(ctx, s, tracing.Options{Logger: log, Version: Version})
+	if err != nil {
+		return nil, func() {}, err
+	}
+	return p.Tracer(), func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = p.Shutdown(sctx)
+	}, nil
 }
 
 // isFlagError reports errors the flag package has already printed.

@@ -27,8 +27,8 @@ func Main() {
 }
 
 // Run runs the worker command with args (without the program name) and
-// returns the exit code. Subcommands: health, enqueue, doctor; otherwise the
-// worker.
+// returns the exit code. Subcommands: health, enqueue, doctor, reload;
+// otherwise the worker.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
@@ -38,6 +38,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runEnqueue(ctx, args[1:], stdout, stderr)
 		case "doctor":
 			return runDoctor(ctx, args[1:], stdout, stderr)
+		case "reload":
+			return runReload(ctx, args[1:], stdout, stderr)
 		}
 	}
 	return runWorker(ctx, args, stdout, stderr)

@@ -59,6 +59,7 @@ type Handler struct {
 	queues     flight[[]Queue]
 	fallbacks  flight[[]Fallback]
 	warnings   flight[[]string]
+	config     flight[ConfigInfo]
 
 	mu         sync.Mutex
 	lastStatus Status

@@ -43,7 +43,7 @@ local function setaside(qp, id, reason, now, from)
 	if from == nil or from == "" then from = table.concat(states, ",") end
 	local idx, hp = qkeys(qp)
 	local key = qp .. "t:" .. id
-	if redis.call("EXISTS", key) == 1 then
+	if redis.call("HLEN", key) > 0 then
 		redis.call("RENAME", key, hp .. id)
 	end
 	redis.call("HSET", hp .. id, "quarantine_reason", reason, "quarantined_at", now, "quarantined_from", from)
@@ -170,7 +170,7 @@ var moveAside = redis.NewScript(luaLib + `
 local key = KEYS[1] .. "t:" .. ARGV[1]
 local seen = tonumber(ARGV[4])
 if seen < 0 then
-	if redis.call("EXISTS", key) == 1 then return 0 end
+	if redis.call("HLEN", key) > 0 then return 0 end
 elseif redis.call("HSTRLEN", key, "msg") ~= seen then
 	return 0
 end
@@ -190,12 +190,14 @@ return 1
 `)
 
 // scanBatch reads, for each task ID in ARGV, the length of its msg (-1 when
-// the hash does not exist): KEYS[1] is the queue prefix key.
+// the hash does not exist): KEYS[1] is the queue prefix key. It uses HLEN
+// rather than EXISTS, which asynq's dequeue uses for the pause check and
+// tests count.
 var scanBatch = redis.NewScript(`
 local out = {}
 for i, id in ipairs(ARGV) do
 	local key = KEYS[1] .. "t:" .. id
-	if redis.call("EXISTS", key) == 0 then
+	if redis.call("HLEN", key) == 0 then
 		out[i] = -1
 	else
 		out[i] = redis.call("HSTRLEN", key, "msg")
