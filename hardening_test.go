@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/taskhost/taskhost"
 	"github.com/taskhost/taskhost/internal/redistest"
@@ -244,4 +245,33 @@ func TestWorkerStartsWithDamagedOutbox(t *testing.T) {
 	require.NoError(t, rt.Client().Flush(ctx))
 	rdb := redistest.Client(t, s.Addr())
 	require.Equal(t, int64(recovered), rdb.LLen(ctx, "asynq:{t15outbox}:pending").Val(), "each delivered once")
+}
+
+// TestComposePublishesAdminOnLoopback: docker-compose.yml publishes the
+// admin listener on the host's loopback only, with minimal health detail,
+// and .dockerignore keeps history and secrets out of the build context.
+func TestComposePublishesAdminOnLoopback(t *testing.T) {
+	t.Parallel()
+	body, err := os.ReadFile("docker-compose.yml")
+	require.NoError(t, err)
+	var compose struct {
+		Services map[string]struct {
+			Ports       []string          `yaml:"ports"`
+			Environment map[string]string `yaml:"environment"`
+		} `yaml:"services"`
+	}
+	require.NoError(t, yaml.Unmarshal(body, &compose))
+	for name, svc := range compose.Services {
+		for _, p := range svc.Ports {
+			require.True(t, strings.HasPrefix(p, "127.0.0.1:"), "service %s publishes %q beyond the host's loopback", name, p)
+		}
+	}
+	require.Equal(t, "minimal", compose.Services["worker"].Environment["HEALTH_DETAIL"])
+
+	ignore, err := os.ReadFile(".dockerignore")
+	require.NoError(t, err)
+	lines := strings.Split(string(ignore), "\n")
+	for _, must := range []string{".git", ".env", "*.db"} {
+		require.Contains(t, lines, must)
+	}
 }
