@@ -119,17 +119,15 @@ type guardedClient struct {
 }
 
 func (c *guardedClient) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
-	if cmd, ok := c.g.intercept(ctx, c.UniversalClient, sha, keys, args); ok {
-		return cmd
-	}
-	return c.UniversalClient.EvalSha(ctx, sha, keys, args...)
+	return c.g.run(ctx, c.UniversalClient, sha, keys, args, func() *redis.Cmd {
+		return c.UniversalClient.EvalSha(ctx, sha, keys, args...)
+	})
 }
 
 func (c *guardedClient) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	if cmd, ok := c.g.intercept(ctx, c.UniversalClient, scriptSHA(script), keys, args); ok {
-		return cmd
-	}
-	return c.UniversalClient.Eval(ctx, script, keys, args...)
+	return c.g.run(ctx, c.UniversalClient, scriptSHA(script), keys, args, func() *redis.Cmd {
+		return c.UniversalClient.Eval(ctx, script, keys, args...)
+	})
 }
 
 type guardedPipe struct {
@@ -138,17 +136,22 @@ type guardedPipe struct {
 }
 
 func (c *guardedPipe) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
-	if cmd, ok := c.g.intercept(ctx, c.Cmdable, sha, keys, args); ok {
-		return cmd
-	}
-	return c.Cmdable.EvalSha(ctx, sha, keys, args...)
+	return c.g.run(ctx, c.Cmdable, sha, keys, args, func() *redis.Cmd { return c.Cmdable.EvalSha(ctx, sha, keys, args...) })
 }
 
 func (c *guardedPipe) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	if cmd, ok := c.g.intercept(ctx, c.Cmdable, scriptSHA(script), keys, args); ok {
+	return c.g.run(ctx, c.Cmdable, scriptSHA(script), keys, args, func() *redis.Cmd {
+		return c.Cmdable.Eval(ctx, script, keys, args...)
+	})
+}
+
+// run runs the guarded form of the script sha on c when there is one, else
+// passes the call through.
+func (g *Guard) run(ctx context.Context, c scripter, sha string, keys []string, args []any, pass func() *redis.Cmd) *redis.Cmd {
+	if cmd, ok := g.intercept(ctx, c, sha, keys, args); ok {
 		return cmd
 	}
-	return c.Cmdable.Eval(ctx, script, keys, args...)
+	return pass()
 }
 
 func scriptSHA(script string) string {
