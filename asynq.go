@@ -39,11 +39,10 @@ type queue struct {
 	haltOnce sync.Once
 	// guard sets poison tasks aside (queueguard.go); its scan runs from
 	// start to shutdown.
-	guard        *quarantine.Guard
-	scanInterval time.Duration
-	scan         func()
-	stopScan     func()
-	fetchers     []*fetchClient // one per server
+	guard    *quarantine.Guard
+	scan     func()
+	stopScan func()
+	fetchers []*fetchClient // one per server
 }
 
 // newQueue builds asynq's server, scheduler and inspector on rdb. None of

@@ -20,7 +20,7 @@ func (q *queue) startScan(rdb redis.UniversalClient, queues []string, ready func
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		q.guard.Run(ctx, rdb, queues, q.scanInterval, ready)
+		q.guard.Run(ctx, rdb, queues, quarantine.ScanInterval, ready)
 	}()
 	q.stopScan = func() { cancel(); <-done }
 }

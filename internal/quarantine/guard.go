@@ -63,7 +63,7 @@ type Options struct {
 }
 
 // Guard guards asynq's servers against poison tasks. Its Client and Pipe
-// wrap the clients an asynq server runs on; its scan (Run, Scan) finds
+// wrap the clients an asynq server runs on; its scan (Run, ScanQueue) finds
 // poison anywhere in a queue. It is safe for concurrent use.
 type Guard struct {
 	limit int64
