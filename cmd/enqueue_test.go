@@ -110,6 +110,10 @@ func TestEnqueueUsageErrors(t *testing.T) {
 		{"bad -at", []string{"-type", "t", "-at", "tomorrow"}, "is not an RFC 3339 time"},
 		{"-in and -at", []string{"-type", "t", "-in", "1m", "-at", "2030-01-01T00:00:00Z"}, "cannot both be set"},
 		{"bad duration", []string{"-type", "t", "-in", "soon"}, "invalid value"},
+		{"negative max-retry", []string{"-type", "t", "-max-retry", "-5"}, "-max-retry: -5 is not a retry count (integer 0-1000)"},
+		{"huge max-retry", []string{"-type", "t", "-max-retry", "2147483648"}, "-max-retry: 2147483648 is not a retry count (integer 0-1000)"},
+		{"payload over the bound", []string{"-type", "t", "-payload", `"` + strings.Repeat("x", 1<<20) + `"`},
+			"-payload: payload too large: task t has a payload of 1048578 bytes, more than worker.max_payload_bytes (1048576)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

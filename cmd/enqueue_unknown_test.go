@@ -145,26 +145,3 @@ func TestEnqueueOutcomeUnknown(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, tasks, 1)
 }
-
-func TestEnqueueBounds(t *testing.T) {
-	t.Parallel()
-	cfg := configFile(t, "redis://"+redistest.ClosedAddr(t)+"/0")
-	for _, tc := range []struct {
-		name string
-		args []string
-		want string
-	}{
-		{"negative max-retry", []string{"-type", "t", "-max-retry", "-5"}, "-max-retry: -5 is not a retry count (integer 0-1000)"},
-		{"huge max-retry", []string{"-type", "t", "-max-retry", "2147483648"}, "-max-retry: 2147483648 is not a retry count (integer 0-1000)"},
-		{"payload over the bound", []string{"-type", "t", "-payload", `"` + strings.Repeat("x", 1<<20) + `"`},
-			"-payload: payload too large: task t has a payload of 1048578 bytes, more than worker.max_payload_bytes (1048576)"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			code, out, errOut := enqueueCLI(t, cfg, tc.args...)
-			require.Equal(t, 2, code, errOut)
-			require.Empty(t, out)
-			require.Contains(t, errOut, tc.want)
-		})
-	}
-}
