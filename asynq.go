@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskhost/taskhost/internal/quarantine"
 	"github.com/taskhost/taskhost/internal/schedule"
 	"github.com/taskhost/taskhost/internal/tracing"
 	"github.com/taskhost/taskhost/ratelimit"
@@ -44,6 +45,11 @@ type queue struct {
 	hub      *wakeHub
 	halt     chan struct{}
 	haltOnce sync.Once
+	// guard sets poison tasks aside (queueguard.go); its scan runs from
+	// start to shutdown.
+	guard    *quarantine.Guard
+	scan     func()
+	stopScan func()
 	fetchers []*fetchClient // one per server
 }
 
@@ -54,7 +60,8 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 	alog := asynqLogger{l: log.With("component", "asynq")}
 	level := asynqLevel(cfg.Log)
 	w := cfg.Worker
-	q := &queue{mux: asynq.NewServeMux(), release: func() {}, halt: make(chan struct{})}
+	q := &queue{mux: asynq.NewServeMux(), release: func() {}, halt: make(chan struct{}), stopScan: func() {},
+		guard: quarantine.New(quarantine.Options{MaxPayloadBytes: cfg.Worker.MaxPayloadBytes, Logger: log})}
 	raw, ready, await := rdb, func() bool { return true }, func(context.Context) bool { return true }
 	if qc, ok := rdb.(*queueClient); ok {
 		q.release = qc.release
@@ -90,7 +97,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 		pipe = autoPipeliner(raw, log.With("component", "queue"))
 	}
 	for i, c := range serverConfigs(base, w.Fetchers, q.hub != nil) {
-		fc := newFetchClient(rdb, q.hub, pipe, q.halt, queues, notifyWait, log.With("component", "queue"))
+		fc := newFetchClient(q.guard.Client(rdb), q.hub, q.guard.Pipe(pipe), q.halt, queues, notifyWait, log.With("component", "queue"))
 		fc.syncBound, fc.await = syncBound(cfg.Redis), await
 		if i > 0 {
 			fc.idle = notifyWaitExtra
@@ -112,6 +119,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 	})
 	q.registry = newCronRegistry(rdb, q.scheduler.Status, log.With("component", "scheduler"))
 	q.inspector = asynq.NewInspectorFromRedisClient(rdb)
+	q.scan = func() { q.startScan(rdb, queues, ready) }
 	return q
 }
 
@@ -149,6 +157,7 @@ func (q *queue) start(handler asynq.Handler) error {
 		q.registry.start()
 		q.registryStarted = true
 	}
+	q.scan()
 	return nil
 }
 
@@ -165,6 +174,7 @@ func (q *queue) stopFetching() {
 // to the other workers.
 func (q *queue) shutdown() {
 	q.release()
+	q.stopScan()
 	q.scheduler.Stop()
 	q.registry.shutdown(q.registryStarted)
 	q.shutdownServers(q.servers)

@@ -72,6 +72,12 @@ const (
 
 var scheduleName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
+// scheduleMaxRetry bounds options.max_retry as worker.max_retry is bounded.
+var scheduleMaxRetry = func() bound {
+	b, _ := boundOf("worker.max_retry")
+	return b
+}()
+
 // scheduleForm returns the form of a key below schedules, or "".
 func scheduleForm(key string) string {
 	rest, ok := strings.CutPrefix(key, SchedulesKey+".")
@@ -97,7 +103,7 @@ func scheduleForm(key string) string {
 	case "options":
 		return "a section with max_retry, timeout, unique and retention"
 	case "options.max_retry":
-		return formMaxRetry
+		return scheduleMaxRetry.form()
 	case "options.unique":
 		return formUnique
 	case "options.timeout", "options.retention":
@@ -140,7 +146,7 @@ func (c Config) checkSchedules(k check) {
 		}
 		o := s.Options
 		if o.MaxRetry != nil {
-			k.min(key+".options.max_retry", int64(*o.MaxRetry), 0, formMaxRetry)
+			k.within(key+".options.max_retry", int64(*o.MaxRetry), scheduleMaxRetry)
 		}
 		if o.Timeout < 0 {
 			k.not(key+".options.timeout", o.Timeout, formNonNegDur)

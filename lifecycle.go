@@ -206,6 +206,7 @@ func (r *Runtime) handler() asynq.Handler {
 	r.rl.tasks = newTaskLimits(r.queue.mux, r.taskLimit) // a reload swaps it
 	var h asynq.Handler = r.rl.tasks
 	h = retryAtSecondMiddleware(h)
+	h = payloadMiddleware(r.cfg.Worker.MaxPayloadBytes)(h)
 	h = timeoutMiddleware(r.cfg.Worker.TaskTimeout)(h)
 	h = observeMiddleware(r.log.With("component", "task"), r.metrics)(h)
 	h = recoverMiddleware(r.log.With("component", "task"))(h)

@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/taskhost/taskhost/internal/config"
+	"github.com/taskhost/taskhost/internal/outbox"
 	"github.com/taskhost/taskhost/internal/schedule"
 )
 
@@ -23,6 +24,10 @@ import (
 func (r *Runtime) addConfigSchedules() error {
 	var ps config.Problems
 	for _, e := range r.cfg.scheduleEntries() {
+		if err := outbox.CheckPayload(e.Task, r.cfg.Worker.MaxPayloadBytes); err != nil {
+			ps.Add(e.Name+".payload", err.Error())
+			continue
+		}
 		if err := r.queue.scheduler.Add(e); err != nil {
 			ps.Add(e.Name, err.Error())
 		}
@@ -31,8 +36,11 @@ func (r *Runtime) addConfigSchedules() error {
 }
 
 // schedulePlugin adds a plugin's periodic task under the name the plugin
-// host chose.
+// host chose; its payload must fit worker.max_payload_bytes.
 func (r *Runtime) schedulePlugin(name, cronspec string, task *asynq.Task, opts ...asynq.Option) error {
+	if err := outbox.CheckPayload(task, r.cfg.Worker.MaxPayloadBytes); err != nil {
+		return err
+	}
 	return r.queue.scheduler.Add(schedule.Entry{Name: name, Spec: cronspec, Task: task, Opts: opts})
 }
 

@@ -60,6 +60,7 @@ type Handler struct {
 	fallbacks  flight[[]Fallback]
 	fleet      flight[Fleet]
 	schedules  flight[[]Schedule]
+	warnings   flight[[]string]
 	config     flight[ConfigInfo]
 
 	mu         sync.Mutex
