@@ -68,6 +68,9 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 		return err
 	}
 	undo = append(undo, r.plugins.Cleanup)
+	if err := r.checkScheduleTypes(); err != nil {
+		return err
+	}
 
 	// 5. Health server.
 	if err := r.startHTTP(); err != nil {
@@ -79,7 +82,7 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 	}
 	undo = append(undo, func() { r.stopUI(context.Background()) })
 
-	// 6 and 7. asynq server, then scheduler.
+	// 6 and 7. asynq server, then scheduler (taskhost's: schedule.go).
 	if err := r.queue.start(r.handler()); err != nil {
 		return fmt.Errorf("start queue server: %w", err)
 	}
@@ -203,6 +206,7 @@ func (r *Runtime) handler() asynq.Handler {
 	r.rl.tasks = newTaskLimits(r.queue.mux, r.taskLimit) // a reload swaps it
 	var h asynq.Handler = r.rl.tasks
 	h = retryAtSecondMiddleware(h)
+	h = payloadMiddleware(r.cfg.Worker.MaxPayloadBytes)(h)
 	h = timeoutMiddleware(r.cfg.Worker.TaskTimeout)(h)
 	h = observeMiddleware(r.log.With("component", "task"), r.metrics)(h)
 	h = recoverMiddleware(r.log.With("component", "task"))(h)

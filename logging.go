@@ -34,16 +34,8 @@ type asynqLogger struct{ l *slog.Logger }
 
 var _ asynq.Logger = asynqLogger{}
 
-// sharedCloseNoise is what asynq's Scheduler.Shutdown logs, at ERROR, when it
-// is built on a shared client that it rightly cannot close.
-const sharedCloseNoise = "redis connection is shared"
-
 func (a asynqLogger) log(level slog.Level, args ...any) {
-	msg := strings.TrimSuffix(fmt.Sprint(args...), "\n")
-	if level == slog.LevelError && strings.Contains(msg, sharedCloseNoise) {
-		return
-	}
-	a.l.Log(context.Background(), level, msg)
+	a.l.Log(context.Background(), level, strings.TrimSuffix(fmt.Sprint(args...), "\n"))
 }
 
 func (a asynqLogger) Debug(args ...any) { a.log(slog.LevelDebug, args...) }

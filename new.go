@@ -56,7 +56,7 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 	if r.rdb, err = redisconn.NewClient(cfg.Redis.conn(), redisconn.WithLogger(clog)); err != nil {
 		return nil, fmt.Errorf("%w: redis: %v", ErrInvalidConfig, err)
 	}
-	qraw, err := redisconn.NewClient(cfg.Redis.conn(), redisconn.WithLogger(clog))
+	qraw, err := redisconn.NewClient(queueTimeouts(cfg).conn(), redisconn.WithLogger(clog))
 	if err != nil {
 		_ = r.rdb.Close()
 		return nil, fmt.Errorf("%w: redis: %v", ErrInvalidConfig, err)
@@ -101,10 +101,14 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 	r.checks = healthcheck.NewRegistry(cfg.Health.Timeout)
 	r.metrics = metrics.New()
 	r.queue = newQueue(r.qrdb, cfg, log, r.tracer)
+	if err := r.addConfigSchedules(); err != nil {
+		r.closeEarly()
+		return nil, err
+	}
 
 	var store outbox.Store
 	if cfg.Outbox.Path != "" {
-		fs, err := outbox.OpenFile(cfg.Outbox.Path)
+		fs, err := outbox.OpenFile(cfg.Outbox.Path, outbox.WithLogger(log))
 		if err != nil {
 			r.closeEarly()
 			return nil, fmt.Errorf("outbox.path: %w", err)
@@ -118,6 +122,8 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 		DrainRate: cfg.Outbox.DrainRate,
 		Logger:    log,
 		Tracer:    r.tracer,
+
+		MaxPayloadBytes: cfg.Worker.MaxPayloadBytes,
 	})
 	if err != nil {
 		r.closeEarly()

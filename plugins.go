@@ -4,8 +4,6 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/internal/pluginhost"
 )
@@ -17,9 +15,7 @@ func (r *Runtime) newPluginSet() *pluginhost.Set {
 		Logger:   r.log,
 		Sections: r.cfg.Plugins,
 		Mux:      r.queue.mux,
-		Schedule: func(_, cronspec string, task *asynq.Task, opts ...asynq.Option) (string, error) {
-			return r.queue.scheduler.Register(cronspec, r.scheduled(task), opts...)
-		},
+		Schedule: r.schedulePlugin,
 		Cache:    func(namespace string) cache.Store { return r.cache.Namespace(namespace) },
 		Limiter:  r.limits.Limiter,
 		AddCheck: r.checks.Add,
@@ -30,7 +26,8 @@ func (r *Runtime) newPluginSet() *pluginhost.Set {
 // CheckConfig checks cfg as far as Start would before it serves, without
 // touching the network: the config itself, the plugin IDs, and each
 // plugin's Provision and Validate, which decode and check the plugin's own
-// section. The plugins are cleaned up and everything built is released. A
+// section; and that a plugin handles each schedules entry's type. The
+// plugins are cleaned up and everything built is released. A
 // config problem matches ErrInvalidConfig. The outbox file, if any, is not
 // opened.
 func CheckConfig(ctx context.Context, cfg Config) error {
@@ -43,6 +40,6 @@ func CheckConfig(ctx context.Context, cfg Config) error {
 	if err := r.plugins.ProvisionAll(ctx); err != nil {
 		return err
 	}
-	r.plugins.Cleanup()
-	return nil
+	defer r.plugins.Cleanup()
+	return r.checkScheduleTypes()
 }

@@ -60,7 +60,13 @@ type Host interface {
 	// HandleFunc registers the handler for a task type. Prefer the typed
 	// Handle function, which decodes the payload.
 	HandleFunc(taskType string, h asynq.HandlerFunc)
-	// Schedule enqueues task on cronspec through the shared scheduler.
+	// Schedule enqueues task on cronspec (five fields in UTC, or a
+	// descriptor such as @hourly or @every 1m) once per tick across every
+	// worker on the same Redis: each worker enqueues each tick under a task
+	// ID derived from the tick, and Redis keeps the first. The entry ID is
+	// plugins.<id>.<task type>. The scheduler sets the task ID, so a TaskID
+	// option is refused; an asynq.Unique TTL must be shorter than the gap
+	// between ticks. See docs/plugins.md.
 	Schedule(cronspec string, task *asynq.Task, opts ...asynq.Option) (entryID string, err error)
 	// Cache is the shared cache, namespaced to the plugin.
 	Cache() cache.Store

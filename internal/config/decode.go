@@ -131,11 +131,22 @@ func (d Decoder) decodeMap(key string, val any, fv reflect.Value) {
 			entries = flattenDots(entries)
 		}
 	}
+	if len(entries) > MaxKeys {
+		d.add(key, fmt.Sprintf("has more than %d entries; expected at most %d", MaxKeys, MaxKeys))
+		return
+	}
 	out := reflect.MakeMapWithSize(t, len(entries))
 	for _, name := range sortedKeys(entries) {
 		ekey := key + "." + name
 		ev := reflect.New(elem).Elem()
 		if raw := entries[name]; raw != nil {
+			if m, ok := raw.(map[string]any); ok && IsSection(elem) {
+				// A section per name (schedules.<name>): each key is
+				// checked and named on its own.
+				d.DecodeStruct(ekey, m, ev)
+				out.SetMapIndex(reflect.ValueOf(name).Convert(t.Key()), ev)
+				continue
+			}
 			if elem.Kind() == reflect.Map && elem.Key().Kind() == reflect.String {
 				if _, ok := raw.(map[string]any); !ok {
 					d.bad(ekey, raw, d.form(ekey, elem))
