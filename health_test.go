@@ -17,6 +17,7 @@ import (
 
 	"github.com/taskhost/taskhost"
 	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/redistest"
 	"github.com/taskhost/taskhost/plugins"
 )
@@ -67,12 +68,12 @@ func h5Get(t *testing.T, url string) (int, string) {
 }
 
 // h5Report fetches /healthz and decodes it strictly into a Report.
-func h5Report(t *testing.T, base string) (int, healthcheck.Report, string) {
+func h5Report(t *testing.T, base string) (int, health.Report, string) {
 	t.Helper()
 	code, body := h5Get(t, base+"/healthz")
 	dec := json.NewDecoder(strings.NewReader(body))
 	dec.DisallowUnknownFields()
-	var rep healthcheck.Report
+	var rep health.Report
 	require.NoError(t, dec.Decode(&rep), "the /healthz body is a Report:\n%s", body)
 	return code, rep, body
 }
@@ -98,14 +99,14 @@ func h5WaitStatus(t *testing.T, url string, want int, d time.Duration) {
 // Redis.
 func h5WaitOK(t *testing.T, base string) {
 	t.Helper()
-	var rep healthcheck.Report
+	var rep health.Report
 	require.Eventually(t, func() bool {
 		_, rep, _ = h5Report(t, base)
-		return rep.Status == healthcheck.StatusOK
+		return rep.Status == health.StatusOK
 	}, 5*time.Second, 20*time.Millisecond, "status %s: %v", rep.Status, rep.Reasons)
 }
 
-func h5Fallback(t *testing.T, rep healthcheck.Report, component string) healthcheck.Fallback {
+func h5Fallback(t *testing.T, rep health.Report, component string) health.Fallback {
 	t.Helper()
 	for _, f := range rep.Fallbacks {
 		if f.Component == component {
@@ -113,10 +114,10 @@ func h5Fallback(t *testing.T, rep healthcheck.Report, component string) healthch
 		}
 	}
 	t.Fatalf("no fallback %q in %+v", component, rep.Fallbacks)
-	return healthcheck.Fallback{}
+	return health.Fallback{}
 }
 
-func h5Check(t *testing.T, rep healthcheck.Report, name string) healthcheck.CheckResult {
+func h5Check(t *testing.T, rep health.Report, name string) healthcheck.CheckResult {
 	t.Helper()
 	for _, c := range rep.Checks {
 		if c.Name == name {
@@ -127,13 +128,13 @@ func h5Check(t *testing.T, rep healthcheck.Report, name string) healthcheck.Chec
 	return healthcheck.CheckResult{}
 }
 
-func h5Source(rep healthcheck.Report, name string) (healthcheck.SourceResult, bool) {
+func h5Source(rep health.Report, name string) (health.SourceResult, bool) {
 	for _, s := range rep.Sources {
 		if s.Name == name {
 			return s, true
 		}
 	}
-	return healthcheck.SourceResult{}, false
+	return health.SourceResult{}, false
 }
 
 // TestHealthReportThroughKillRestart follows a runtime's report and JSON
@@ -155,7 +156,7 @@ func TestHealthReportThroughKillRestart(t *testing.T) {
 
 	code, rep, _ := h5Report(t, base)
 	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, healthcheck.StatusOK, rep.Status, "reasons: %v", rep.Reasons)
+	require.Equal(t, health.StatusOK, rep.Status, "reasons: %v", rep.Reasons)
 	require.True(t, rep.Ready)
 	require.Empty(t, rep.ReadyReason)
 	require.Equal(t, "test", rep.Version)
@@ -172,7 +173,7 @@ func TestHealthReportThroughKillRestart(t *testing.T) {
 	require.NotEmpty(t, rep.Redis.Version)
 	require.Positive(t, rep.Redis.DBSize)
 	require.Nil(t, rep.Redis.Cluster)
-	var parked *healthcheck.Queue
+	var parked *health.Queue
 	for i := range rep.Queues {
 		if rep.Queues[i].Name == "t5-parked" {
 			parked = &rep.Queues[i]
@@ -192,7 +193,7 @@ func TestHealthReportThroughKillRestart(t *testing.T) {
 	_, err = rt.Client().Enqueue(asynq.NewTask("t5:held", nil))
 	require.NoError(t, err)
 	code, rep, _ = h5Report(t, base)
-	require.NotEqual(t, healthcheck.StatusOK, rep.Status)
+	require.NotEqual(t, health.StatusOK, rep.Status)
 	require.Contains(t, []string{"reconnecting", "down"}, rep.Connection.State)
 	require.NotEmpty(t, rep.Connection.LastError, "the latest connection error is shown while not ready")
 	require.Nil(t, rep.Redis, "no Redis detail while Redis is not ready")
@@ -206,7 +207,7 @@ func TestHealthReportThroughKillRestart(t *testing.T) {
 	require.True(t, ob.Active)
 	require.EqualValues(t, 1, ob.Depth)
 	require.NotNil(t, ob.Since)
-	if rep.Status == healthcheck.StatusDown {
+	if rep.Status == health.StatusDown {
 		require.Equal(t, http.StatusServiceUnavailable, code)
 	}
 
@@ -284,8 +285,8 @@ func TestHealthMinimalDetail(t *testing.T) {
 
 	code, rep, body := h5Report(t, "http://"+rt.HealthAddr())
 	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, healthcheck.DetailMinimal, rep.Detail)
-	require.Equal(t, healthcheck.StatusOK, rep.Status, "reasons: %v", rep.Reasons)
+	require.Equal(t, health.DetailMinimal, rep.Detail)
+	require.Equal(t, health.StatusOK, rep.Status, "reasons: %v", rep.Reasons)
 	require.Nil(t, rep.Redis)
 	require.Nil(t, rep.Queues)
 	require.NotNil(t, rep.Connection)
@@ -362,7 +363,7 @@ func TestHealthOutboxCheckNearlyFull(t *testing.T) {
 	require.EqualValues(t, 9, ob.Depth)
 	require.Contains(t, []string{"connecting", "down"}, rep.Connection.State)
 	require.NotEmpty(t, rep.Connection.LastError)
-	if rep.Status == healthcheck.StatusDown {
+	if rep.Status == health.StatusDown {
 		require.Equal(t, http.StatusServiceUnavailable, code)
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskhost/taskhost/cache"
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/metrics"
 	"github.com/taskhost/taskhost/internal/outbox"
 	"github.com/taskhost/taskhost/internal/redisconn"
@@ -85,7 +85,7 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 		}
 	}
-	r.checks = healthcheck.NewRegistry(cfg.Health.Timeout)
+	r.checks = health.NewRegistry(cfg.Health.Timeout)
 	r.metrics = metrics.New()
 	r.queue = newQueue(r.qrdb, cfg, log)
 

@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskhost/taskhost/cache"
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/metrics"
 	"github.com/taskhost/taskhost/internal/outbox"
 	"github.com/taskhost/taskhost/internal/pluginhost"
@@ -55,7 +55,7 @@ type Runtime struct {
 
 	cache   *cache.Cache
 	limits  *ratelimit.Registry
-	checks  *healthcheck.Registry
+	checks  *health.Registry
 	metrics *metrics.Metrics
 	queue   *queue
 	client  *outbox.Client
@@ -103,7 +103,7 @@ func (r *Runtime) Cache() *cache.Cache { return r.cache }
 func (r *Runtime) Limits() *ratelimit.Registry { return r.limits }
 
 // Checks is the health check registry.
-func (r *Runtime) Checks() *healthcheck.Registry { return r.checks }
+func (r *Runtime) Checks() *health.Registry { return r.checks }
 
 // Fetching reports whether the queue server is taking new tasks.
 func (r *Runtime) Fetching() bool { return r.fetching.Load() }

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskhost/taskhost"
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/redistest"
 )
 
@@ -239,15 +239,15 @@ func runRuntimeFailover(t *testing.T, run runtimeFailoverRun) {
 			id, killedAt.Sub(subs[id].at).Round(time.Millisecond), processed[id], state)
 	}
 
-	var health healthcheck.Report
+	var hrep health.Report
 	require.Eventually(t, func() bool {
-		code, health = healthReport(t, rt)
-		return code == 200 && health.Connection != nil && health.Connection.Master == newMaster
+		code, hrep = healthReport(t, rt)
+		return code == 200 && hrep.Connection != nil && hrep.Connection.Master == newMaster
 	}, 10*time.Second, 50*time.Millisecond, "/healthz names the new master")
-	require.Equal(t, taskhost.ModeSentinel, health.Connection.Mode)
-	require.Equal(t, "ready", health.Connection.State)
-	require.Nil(t, health.Connection.CameBackEmptyAt, "a failover to a replica with the data is not an empty restart")
-	require.Equal(t, healthcheck.StatusOK, health.Status, "reasons: %v", health.Reasons)
+	require.Equal(t, taskhost.ModeSentinel, hrep.Connection.Mode)
+	require.Equal(t, "ready", hrep.Connection.State)
+	require.Nil(t, hrep.Connection.CameBackEmptyAt, "a failover to a replica with the data is not an empty restart")
+	require.Equal(t, health.StatusOK, hrep.Status, "reasons: %v", hrep.Reasons)
 
 	if wakeupBefore == taskhost.WakeupNotify {
 		// The wake-ups subscribe again, and turn keyspace events on, on the new master.

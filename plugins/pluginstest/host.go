@@ -17,6 +17,7 @@ import (
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/pluginhost"
 	"github.com/taskhost/taskhost/plugins"
 	"github.com/taskhost/taskhost/ratelimit"
@@ -69,7 +70,7 @@ type Host struct {
 	logs *lockedBuffer
 	mux  *asynq.ServeMux
 	set  *pluginhost.Set
-	reg  *healthcheck.Registry // refuses what the runtime's refuses
+	reg  *health.Registry // refuses what the runtime's refuses
 
 	mu        sync.Mutex
 	schedules []Schedule
@@ -104,7 +105,7 @@ func NewHost(t testing.TB, opts Options) *Host {
 	if opts.CheckTimeout <= 0 {
 		opts.CheckTimeout = time.Second
 	}
-	h := &Host{t: t, opts: opts, mux: asynq.NewServeMux(), reg: healthcheck.NewRegistry(opts.CheckTimeout)}
+	h := &Host{t: t, opts: opts, mux: asynq.NewServeMux(), reg: health.NewRegistry(opts.CheckTimeout)}
 	log := opts.Logger
 	if log == nil {
 		h.logs = &lockedBuffer{}

@@ -1,4 +1,4 @@
-package healthcheck
+package health
 
 import (
 	"context"

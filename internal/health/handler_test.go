@@ -1,4 +1,4 @@
-package healthcheck_test
+package health_test
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 )
 
 const secret = "hunter2"
@@ -60,13 +60,13 @@ var (
 	emptyAt    = time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 )
 
-func (f *fake) source() healthcheck.Source {
-	return healthcheck.Source{
-		Connection: func(context.Context) (healthcheck.Connection, error) {
+func (f *fake) source() health.Source {
+	return health.Source{
+		Connection: func(context.Context) (health.Connection, error) {
 			f.count("connection")
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			c := healthcheck.Connection{State: f.state, Since: stateSince, Mode: "standalone",
+			c := health.Connection{State: f.state, Since: stateSince, Mode: "standalone",
 				Target: "redis://app:" + secret + "@10.0.0.5:6379/0", LastError: "dial redis://app:" + secret + "@10.0.0.5:6379: refused"}
 			if f.cameBackEmpty {
 				c.CameBackEmptyAt = &emptyAt
@@ -77,20 +77,20 @@ func (f *fake) source() healthcheck.Source {
 			f.count("ping")
 			return 250 * time.Microsecond, nil
 		},
-		Redis: func(context.Context) (healthcheck.RedisInfo, error) {
+		Redis: func(context.Context) (health.RedisInfo, error) {
 			f.count("redis")
-			return healthcheck.RedisInfo{Version: "7.2.4", UsedMemoryBytes: 1 << 20, UsedMemoryPeakBytes: 2 << 20,
+			return health.RedisInfo{Version: "7.2.4", UsedMemoryBytes: 1 << 20, UsedMemoryPeakBytes: 2 << 20,
 				MemFragmentationRatio: 1.5, ConnectedClients: 7, DBSize: 42}, nil
 		},
-		Queues: func(context.Context) ([]healthcheck.Queue, error) {
+		Queues: func(context.Context) ([]health.Queue, error) {
 			f.count("queues")
-			return []healthcheck.Queue{{Name: "default", Size: 3, Pending: 3, LatencySeconds: 0.5, ProcessedTotal: 10, FailedTotal: 1}}, nil
+			return []health.Queue{{Name: "default", Size: 3, Pending: 3, LatencySeconds: 0.5, ProcessedTotal: 10, FailedTotal: 1}}, nil
 		},
-		Fallbacks: func(context.Context) ([]healthcheck.Fallback, error) {
+		Fallbacks: func(context.Context) ([]health.Fallback, error) {
 			f.count("fallbacks")
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			return []healthcheck.Fallback{
+			return []health.Fallback{
 				{Component: "cache", Active: f.fallbackActive, Depth: 12},
 				{Component: "ratelimit", Active: false},
 				{Component: "outbox", Active: false},
@@ -101,8 +101,8 @@ func (f *fake) source() healthcheck.Source {
 
 type bundle struct {
 	fake *fake
-	reg  *healthcheck.Registry
-	opts healthcheck.Options
+	reg  *health.Registry
+	opts health.Options
 	logs *syncBuffer
 }
 
@@ -111,9 +111,9 @@ type bundle struct {
 func setup(t testing.TB) *bundle {
 	t.Helper()
 	f := &fake{state: "ready", ready: true, calls: map[string]int{}}
-	reg := healthcheck.NewRegistry(0)
-	require.NoError(t, reg.Add(healthcheck.Check{Name: "redis.ping", Critical: true, Run: ok}))
-	require.NoError(t, reg.Add(healthcheck.Check{Name: "webhook.dest", Run: ok}))
+	reg := health.NewRegistry(0)
+	require.NoError(t, reg.Add(health.Check{Name: "redis.ping", Critical: true, Run: ok}))
+	require.NoError(t, reg.Add(health.Check{Name: "webhook.dest", Run: ok}))
 
 	promReg := prometheus.NewRegistry()
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "taskhost_test_total", Help: "A test counter."})
@@ -121,7 +121,7 @@ func setup(t testing.TB) *bundle {
 	promReg.MustRegister(c)
 
 	logs := &syncBuffer{}
-	return &bundle{fake: f, reg: reg, logs: logs, opts: healthcheck.Options{
+	return &bundle{fake: f, reg: reg, logs: logs, opts: health.Options{
 		Registry: reg,
 		Source:   f.source(),
 		Live: func() error {
@@ -142,7 +142,7 @@ func setup(t testing.TB) *bundle {
 	}}
 }
 
-func (b *bundle) handler() *healthcheck.Handler { return healthcheck.NewHandler(b.opts) }
+func (b *bundle) handler() *health.Handler { return health.NewHandler(b.opts) }
 
 type syncBuffer struct {
 	mu sync.Mutex
@@ -168,12 +168,12 @@ func serve(t *testing.T, h http.Handler, method, path string) *httptest.Response
 	return w
 }
 
-func report(t *testing.T, w *httptest.ResponseRecorder) healthcheck.Report {
+func report(t *testing.T, w *httptest.ResponseRecorder) health.Report {
 	t.Helper()
 	require.Equal(t, "application/json", w.Header().Get("Content-Type"))
 	dec := json.NewDecoder(w.Body)
 	dec.DisallowUnknownFields()
-	var rep healthcheck.Report
+	var rep health.Report
 	require.NoError(t, dec.Decode(&rep))
 	return rep
 }
@@ -195,12 +195,12 @@ func TestEndpointsHealthy(t *testing.T) {
 	w = serve(t, h, http.MethodGet, "/healthz")
 	require.Equal(t, http.StatusOK, w.Code)
 	rep := report(t, w)
-	require.Equal(t, healthcheck.StatusOK, rep.Status)
+	require.Equal(t, health.StatusOK, rep.Status)
 	require.Empty(t, rep.Reasons)
 	require.True(t, rep.Ready)
 	require.Equal(t, "v0.1.0-test", rep.Version)
 	require.InDelta(t, 3600, rep.UptimeSeconds, 5)
-	require.Equal(t, healthcheck.DetailFull, rep.Detail)
+	require.Equal(t, health.DetailFull, rep.Detail)
 	require.Equal(t, "ready", rep.Connection.State)
 	require.Equal(t, "standalone", rep.Connection.Mode)
 	require.Equal(t, "redis://app:xxxxx@10.0.0.5:6379/0", rep.Connection.Target)
@@ -210,14 +210,14 @@ func TestEndpointsHealthy(t *testing.T) {
 	require.InDelta(t, 0.25, *rep.Redis.PingMS, 0.001)
 	require.Equal(t, "7.2.4", rep.Redis.Version)
 	require.Equal(t, int64(42), rep.Redis.DBSize)
-	require.Equal(t, []healthcheck.Queue{{Name: "default", Size: 3, Pending: 3, LatencySeconds: 0.5, ProcessedTotal: 10, FailedTotal: 1}}, rep.Queues)
+	require.Equal(t, []health.Queue{{Name: "default", Size: 3, Pending: 3, LatencySeconds: 0.5, ProcessedTotal: 10, FailedTotal: 1}}, rep.Queues)
 	require.Len(t, rep.Fallbacks, 3)
 	require.Len(t, rep.Checks, 2)
 	require.Equal(t, "redis.ping", rep.Checks[0].Name)
-	require.Equal(t, healthcheck.CheckOK, rep.Checks[0].Status)
+	require.Equal(t, health.CheckOK, rep.Checks[0].Status)
 	names := []string{}
 	for _, s := range rep.Sources {
-		require.Equal(t, healthcheck.CheckOK, s.Status, s.Name)
+		require.Equal(t, health.CheckOK, s.Status, s.Name)
 		names = append(names, s.Name)
 	}
 	require.Equal(t, []string{"connection", "fallbacks", "ping", "queues", "ready", "redis"}, names)
@@ -305,36 +305,36 @@ func TestStatusRules(t *testing.T) {
 	cases := []struct {
 		name    string
 		change  func(b *bundle)
-		status  healthcheck.Status
+		status  health.Status
 		code    int
 		reason  string
 		warning string
 	}{
-		{name: "all well", change: func(*bundle) {}, status: healthcheck.StatusOK, code: 200},
-		{name: "fallback active", status: healthcheck.StatusDegraded, code: 200, reason: "fallback active: cache (depth 12)",
+		{name: "all well", change: func(*bundle) {}, status: health.StatusOK, code: 200},
+		{name: "fallback active", status: health.StatusDegraded, code: 200, reason: "fallback active: cache (depth 12)",
 			change: func(b *bundle) { b.fake.fallbackActive = true }},
-		{name: "non-critical check fails", status: healthcheck.StatusDegraded, code: 200, reason: `check "extra" failed`,
-			change: func(b *bundle) { require.NoError(t, b.reg.Add(healthcheck.Check{Name: "extra", Run: fail})) }},
-		{name: "critical check fails", status: healthcheck.StatusDown, code: 503, reason: `critical check "core" failed`,
+		{name: "non-critical check fails", status: health.StatusDegraded, code: 200, reason: `check "extra" failed`,
+			change: func(b *bundle) { require.NoError(t, b.reg.Add(health.Check{Name: "extra", Run: fail})) }},
+		{name: "critical check fails", status: health.StatusDown, code: 503, reason: `critical check "core" failed`,
 			change: func(b *bundle) {
-				require.NoError(t, b.reg.Add(healthcheck.Check{Name: "core", Critical: true, Run: fail}))
+				require.NoError(t, b.reg.Add(health.Check{Name: "core", Critical: true, Run: fail}))
 			}},
-		{name: "reconnecting", status: healthcheck.StatusDegraded, code: 200, reason: "redis connection is reconnecting",
+		{name: "reconnecting", status: health.StatusDegraded, code: 200, reason: "redis connection is reconnecting",
 			change: func(b *bundle) { b.fake.state = "reconnecting" }},
-		{name: "connecting", status: healthcheck.StatusDegraded, code: 200, reason: "redis connection is connecting",
+		{name: "connecting", status: health.StatusDegraded, code: 200, reason: "redis connection is connecting",
 			change: func(b *bundle) { b.fake.state = "connecting" }},
-		{name: "connection down", status: healthcheck.StatusDown, code: 503, reason: "redis connection is down",
+		{name: "connection down", status: health.StatusDown, code: 503, reason: "redis connection is down",
 			change: func(b *bundle) { b.fake.state = "down" }},
-		{name: "not ready", status: healthcheck.StatusDegraded, code: 200, reason: "not ready: queue server stopped",
+		{name: "not ready", status: health.StatusDegraded, code: 200, reason: "not ready: queue server stopped",
 			change: func(b *bundle) { b.fake.ready, b.fake.readyReason = false, "queue server stopped" }},
-		{name: "source fails", status: healthcheck.StatusDegraded, code: 200, reason: `source "redis" failed`,
+		{name: "source fails", status: health.StatusDegraded, code: 200, reason: `source "redis" failed`,
 			change: func(b *bundle) {
-				b.opts.Source.Redis = func(context.Context) (healthcheck.RedisInfo, error) { return healthcheck.RedisInfo{}, errors.New("x") }
+				b.opts.Source.Redis = func(context.Context) (health.RedisInfo, error) { return health.RedisInfo{}, errors.New("x") }
 			}},
-		{name: "came back empty warns only", status: healthcheck.StatusOK, code: 200,
+		{name: "came back empty warns only", status: health.StatusOK, code: 200,
 			warning: "redis came back empty at 2026-01-02T03:00:00Z: tasks queued before then were lost on the server side",
 			change:  func(b *bundle) { b.fake.cameBackEmpty = true }},
-		{name: "down outranks degraded", status: healthcheck.StatusDown, code: 503, reason: "fallback active: cache (depth 12)",
+		{name: "down outranks degraded", status: health.StatusDown, code: 503, reason: "fallback active: cache (depth 12)",
 			change: func(b *bundle) { b.fake.state, b.fake.fallbackActive = "down", true }},
 	}
 	for _, c := range cases {
@@ -349,7 +349,7 @@ func TestStatusRules(t *testing.T) {
 			if c.reason != "" {
 				require.Contains(t, rep.Reasons, c.reason)
 			}
-			if c.status == healthcheck.StatusOK {
+			if c.status == health.StatusOK {
 				require.Empty(t, rep.Reasons)
 			}
 			if c.warning != "" {
@@ -363,7 +363,7 @@ func TestReportJSONFields(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.fake.cameBackEmpty = true
-	require.NoError(t, b.reg.Add(healthcheck.Check{Name: "failing", Run: func(context.Context) error { return errors.New("x") }}))
+	require.NoError(t, b.reg.Add(health.Check{Name: "failing", Run: func(context.Context) error { return errors.New("x") }}))
 	w := serve(t, b.handler(), http.MethodGet, "/healthz")
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &m))
@@ -392,16 +392,16 @@ func keys(m map[string]any) []string {
 func TestMinimalDetail(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.opts.Detail = healthcheck.DetailMinimal
+	b.opts.Detail = health.DetailMinimal
 	b.fake.state = "reconnecting"
-	require.NoError(t, b.reg.Add(healthcheck.Check{Name: "failing", Run: func(context.Context) error {
+	require.NoError(t, b.reg.Add(health.Check{Name: "failing", Run: func(context.Context) error {
 		return errors.New("dial 10.0.0.5:6379: refused")
 	}}))
 	w := serve(t, b.handler(), http.MethodGet, "/healthz")
 	body := w.Body.String()
 	rep := report(t, w)
-	require.Equal(t, healthcheck.DetailMinimal, rep.Detail)
-	require.Equal(t, healthcheck.StatusDegraded, rep.Status)
+	require.Equal(t, health.DetailMinimal, rep.Detail)
+	require.Equal(t, health.StatusDegraded, rep.Status)
 	require.Nil(t, rep.Redis)
 	require.Nil(t, rep.Queues)
 	require.Equal(t, "reconnecting", rep.Connection.State)
@@ -425,10 +425,10 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		f.state, f.ready, f.readyReason = "down", false, "redis://:"+secret+"@h:6379 unreachable"
 		f.liveErr = errors.New("loop wedged talking to redis://u:" + secret + "@h")
 	})
-	require.NoError(t, b.reg.Add(healthcheck.Check{Name: "leaky", Critical: true, Run: func(context.Context) error {
+	require.NoError(t, b.reg.Add(health.Check{Name: "leaky", Critical: true, Run: func(context.Context) error {
 		return errors.New("GET https://bot:" + secret + "@hooks.example.com/x?token=" + secret)
 	}}))
-	b.opts.Source.Queues = func(context.Context) ([]healthcheck.Queue, error) {
+	b.opts.Source.Queues = func(context.Context) ([]health.Queue, error) {
 		return nil, errors.New("redis://:" + secret + "@h")
 	}
 	h := b.handler()
@@ -458,12 +458,12 @@ func TestStatusChangeLoggedOnce(t *testing.T) {
 
 func TestParseDetail(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]healthcheck.Detail{"": healthcheck.DetailFull, "full": healthcheck.DetailFull, "minimal": healthcheck.DetailMinimal} {
-		got, err := healthcheck.ParseDetail(in)
+	for in, want := range map[string]health.Detail{"": health.DetailFull, "full": health.DetailFull, "minimal": health.DetailMinimal} {
+		got, err := health.ParseDetail(in)
 		require.NoError(t, err)
 		require.Equal(t, want, got)
 	}
-	_, err := healthcheck.ParseDetail("verbose")
+	_, err := health.ParseDetail("verbose")
 	require.Error(t, err)
 }
 
@@ -472,10 +472,10 @@ func TestConcurrentProbesShareOneCall(t *testing.T) {
 	b := setup(t)
 	release := make(chan struct{})
 	var calls atomic.Int32
-	b.opts.Source.Redis = func(context.Context) (healthcheck.RedisInfo, error) {
+	b.opts.Source.Redis = func(context.Context) (health.RedisInfo, error) {
 		calls.Add(1)
 		<-release
-		return healthcheck.RedisInfo{}, nil
+		return health.RedisInfo{}, nil
 	}
 	h := b.handler()
 	var wg sync.WaitGroup

@@ -1,4 +1,4 @@
-package healthcheck_test
+package health_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 )
 
 type hungCollector struct{ b *blocker }
@@ -27,14 +27,14 @@ func TestNoProbeOutlastsTimeoutWhenEverythingHangs(t *testing.T) {
 	b.opts.Timeout = 0 // the default, 1s
 	b.opts.Live = func() error { bl.wait(); return nil }
 	b.opts.Ready = func() (bool, string) { bl.wait(); return true, "" }
-	b.opts.Source = healthcheck.Source{
-		Connection: func(context.Context) (healthcheck.Connection, error) { bl.wait(); return healthcheck.Connection{}, nil },
+	b.opts.Source = health.Source{
+		Connection: func(context.Context) (health.Connection, error) { bl.wait(); return health.Connection{}, nil },
 		Ping:       func(context.Context) (time.Duration, error) { bl.wait(); return 0, nil },
-		Redis:      func(context.Context) (healthcheck.RedisInfo, error) { bl.wait(); return healthcheck.RedisInfo{}, nil },
-		Queues:     func(context.Context) ([]healthcheck.Queue, error) { bl.wait(); return nil, nil },
-		Fallbacks:  func(context.Context) ([]healthcheck.Fallback, error) { bl.wait(); return nil, nil },
+		Redis:      func(context.Context) (health.RedisInfo, error) { bl.wait(); return health.RedisInfo{}, nil },
+		Queues:     func(context.Context) ([]health.Queue, error) { bl.wait(); return nil, nil },
+		Fallbacks:  func(context.Context) ([]health.Fallback, error) { bl.wait(); return nil, nil },
 	}
-	require.NoError(t, b.reg.Add(healthcheck.Check{Name: "frozen", Critical: true, Timeout: time.Minute,
+	require.NoError(t, b.reg.Add(health.Check{Name: "frozen", Critical: true, Timeout: time.Minute,
 		Run: func(context.Context) error { bl.wait(); return nil }}))
 	g := prometheus.NewRegistry()
 	g.MustRegister(hungCollector{bl})
@@ -42,7 +42,7 @@ func TestNoProbeOutlastsTimeoutWhenEverythingHangs(t *testing.T) {
 	srv := httptest.NewServer(b.handler())
 	defer srv.Close()
 
-	const bound = healthcheck.DefaultTimeout + 100*time.Millisecond
+	const bound = health.DefaultTimeout + 100*time.Millisecond
 	type answer struct {
 		path string
 		code int
@@ -76,31 +76,31 @@ func TestHungCheckAndSourceReportTimeout(t *testing.T) {
 	bl := newBlocker(t)
 	b := setup(t)
 	b.opts.Timeout = 0 // the default, 1s
-	b.opts.Source.Redis = func(context.Context) (healthcheck.RedisInfo, error) { bl.wait(); return healthcheck.RedisInfo{}, nil }
-	require.NoError(t, b.reg.Add(healthcheck.Check{Name: "frozen", Run: func(context.Context) error { bl.wait(); return nil }}))
+	b.opts.Source.Redis = func(context.Context) (health.RedisInfo, error) { bl.wait(); return health.RedisInfo{}, nil }
+	require.NoError(t, b.reg.Add(health.Check{Name: "frozen", Run: func(context.Context) error { bl.wait(); return nil }}))
 	h := b.handler()
 
 	begin := time.Now()
 	w := serve(t, h, http.MethodGet, "/healthz")
 	took := time.Since(begin)
-	require.Less(t, took, healthcheck.DefaultTimeout+100*time.Millisecond)
-	require.Greater(t, took, healthcheck.DefaultTimeout/2, "it waited for the slow ones, not gave up at once")
+	require.Less(t, took, health.DefaultTimeout+100*time.Millisecond)
+	require.Greater(t, took, health.DefaultTimeout/2, "it waited for the slow ones, not gave up at once")
 	rep := report(t, w)
-	require.Equal(t, healthcheck.StatusDegraded, rep.Status, "a non-critical check and a section time out")
-	var frozen healthcheck.CheckResult
+	require.Equal(t, health.StatusDegraded, rep.Status, "a non-critical check and a section time out")
+	var frozen health.CheckResult
 	for _, c := range rep.Checks {
 		if c.Name == "frozen" {
 			frozen = c
 		} else {
-			require.Equal(t, healthcheck.CheckOK, c.Status, "the other checks still answer")
+			require.Equal(t, health.CheckOK, c.Status, "the other checks still answer")
 		}
 	}
-	require.Equal(t, healthcheck.CheckTimeout, frozen.Status)
+	require.Equal(t, health.CheckTimeout, frozen.Status)
 	for _, s := range rep.Sources {
 		if s.Name == "redis" {
-			require.Equal(t, healthcheck.CheckTimeout, s.Status)
+			require.Equal(t, health.CheckTimeout, s.Status)
 		} else {
-			require.Equal(t, healthcheck.CheckOK, s.Status, s.Name)
+			require.Equal(t, health.CheckOK, s.Status, s.Name)
 		}
 	}
 	require.NotNil(t, rep.Redis.PingMS, "ping still answered")

@@ -1,4 +1,4 @@
-package healthcheck_test
+package health_test
 
 import (
 	"context"
@@ -8,20 +8,20 @@ import (
 	"net/http"
 	"net/http/httptest"
 
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 )
 
 func ExampleRedact() {
-	fmt.Println(healthcheck.Redact("dial redis://app:s3cret@10.0.0.5:6379/0: connection refused"))
+	fmt.Println(health.Redact("dial redis://app:s3cret@10.0.0.5:6379/0: connection refused"))
 	// Output: dial redis://app:xxxxx@10.0.0.5:6379/0: connection refused
 }
 
 func ExampleNewHandler() {
-	reg := healthcheck.NewRegistry(0)
-	_ = reg.Add(healthcheck.Check{Name: "billing.api", Run: func(context.Context) error {
+	reg := health.NewRegistry(0)
+	_ = reg.Add(health.Check{Name: "billing.api", Run: func(context.Context) error {
 		return errors.New("503 from billing")
 	}})
-	h := healthcheck.NewHandler(healthcheck.Options{
+	h := health.NewHandler(health.Options{
 		Registry: reg,
 		Ready:    func() (bool, string) { return false, "redis is reconnecting" },
 		Logger:   slog.New(slog.DiscardHandler),

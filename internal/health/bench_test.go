@@ -1,4 +1,4 @@
-package healthcheck_test
+package health_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package healthcheck_test
+package health_test
 
 import (
 	"strings"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 )
 
 func TestRedact(t *testing.T) {
@@ -28,7 +28,7 @@ func TestRedact(t *testing.T) {
 		{"", ""},
 	}
 	for _, c := range cases {
-		got := healthcheck.Redact(c.in)
+		got := health.Redact(c.in)
 		require.Equal(t, c.want, got, "Redact(%q)", c.in)
 		require.NotContains(t, got, "hunter2")
 	}
@@ -41,7 +41,7 @@ func FuzzRedactHidesPassword(f *testing.F) {
 			t.Skip()
 		}
 		in := "connect redis://" + user + ":" + pass + "@" + host + " failed"
-		got := healthcheck.Redact(in)
+		got := health.Redact(in)
 		if strings.Contains(got, ":"+pass+"@") {
 			t.Fatalf("Redact(%q) = %q keeps the password", in, got)
 		}

@@ -1,4 +1,4 @@
-package healthcheck_test
+package health_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/redistest"
 )
 
@@ -35,11 +35,11 @@ func TestRedisFuncsAgainstRealServer(t *testing.T) {
 	_, c, in := redisSetup(t)
 	ctx := context.Background()
 
-	d, err := healthcheck.PingFunc(c)(ctx)
+	d, err := health.PingFunc(c)(ctx)
 	require.NoError(t, err)
 	require.Greater(t, d, time.Duration(0))
 
-	info, err := healthcheck.InfoFunc(c)(ctx)
+	info, err := health.InfoFunc(c)(ctx)
 	require.NoError(t, err)
 	require.NotEmpty(t, info.Version)
 	require.Greater(t, info.UsedMemoryBytes, int64(0))
@@ -49,7 +49,7 @@ func TestRedisFuncsAgainstRealServer(t *testing.T) {
 	require.Greater(t, info.DBSize, int64(0))
 	require.Greater(t, info.UptimeSeconds, int64(-1))
 
-	qs, err := healthcheck.QueuesFunc(in)(ctx)
+	qs, err := health.QueuesFunc(in)(ctx)
 	require.NoError(t, err)
 	require.Len(t, qs, 2)
 	require.Equal(t, "critical", qs[0].Name)
@@ -64,8 +64,8 @@ func TestParseInfo(t *testing.T) {
 	t.Parallel()
 	text := "# Server\r\nredis_version:7.2.4\r\nuptime_in_seconds:93\r\n\r\n# Clients\r\nconnected_clients:5\r\n" +
 		"# Memory\r\nused_memory:1048576\r\nused_memory_peak:2097152\r\nmaxmemory:0\r\nmem_fragmentation_ratio:1.25\r\nbogus\r\n"
-	require.Equal(t, healthcheck.RedisInfo{Version: "7.2.4", UptimeSeconds: 93, ConnectedClients: 5,
-		UsedMemoryBytes: 1 << 20, UsedMemoryPeakBytes: 2 << 20, MemFragmentationRatio: 1.25}, healthcheck.ParseInfo(text))
+	require.Equal(t, health.RedisInfo{Version: "7.2.4", UptimeSeconds: 93, ConnectedClients: 5,
+		UsedMemoryBytes: 1 << 20, UsedMemoryPeakBytes: 2 << 20, MemFragmentationRatio: 1.25}, health.ParseInfo(text))
 }
 
 // TestFrozenRedisProbesStayWithinTimeout is issue 5's frozen-Redis case at
@@ -74,17 +74,17 @@ func TestParseInfo(t *testing.T) {
 func TestFrozenRedisProbesStayWithinTimeout(t *testing.T) {
 	t.Parallel()
 	s, c, in := redisSetup(t)
-	reg := healthcheck.NewRegistry(0)
-	require.NoError(t, reg.Add(healthcheck.Check{Name: "redis.ping", Critical: true, Run: func(ctx context.Context) error {
+	reg := health.NewRegistry(0)
+	require.NoError(t, reg.Add(health.Check{Name: "redis.ping", Critical: true, Run: func(ctx context.Context) error {
 		return c.Ping(ctx).Err()
 	}}))
 	const timeout = 500 * time.Millisecond
-	h := healthcheck.NewHandler(healthcheck.Options{
+	h := health.NewHandler(health.Options{
 		Registry: reg, Timeout: timeout,
-		Source: healthcheck.Source{Ping: healthcheck.PingFunc(c), Redis: healthcheck.InfoFunc(c), Queues: healthcheck.QueuesFunc(in)},
+		Source: health.Source{Ping: health.PingFunc(c), Redis: health.InfoFunc(c), Queues: health.QueuesFunc(in)},
 	})
 	w := serve(t, h, http.MethodGet, "/healthz")
-	require.Equal(t, healthcheck.StatusOK, report(t, w).Status)
+	require.Equal(t, health.StatusOK, report(t, w).Status)
 
 	s.Pause()
 	defer s.Resume() // before the server's Close in t.Cleanup, and the goroutines blocked on it finish
@@ -98,16 +98,16 @@ func TestFrozenRedisProbesStayWithinTimeout(t *testing.T) {
 		}
 		require.Equal(t, http.StatusServiceUnavailable, w.Code)
 		rep := report(t, w)
-		require.Equal(t, healthcheck.StatusDown, rep.Status)
-		require.Equal(t, healthcheck.CheckTimeout, rep.Checks[0].Status)
+		require.Equal(t, health.StatusDown, rep.Status)
+		require.Equal(t, health.CheckTimeout, rep.Checks[0].Status)
 		require.Nil(t, rep.Redis)
 		require.Nil(t, rep.Queues)
 		for _, src := range rep.Sources {
-			require.Equal(t, healthcheck.CheckTimeout, src.Status, src.Name)
+			require.Equal(t, health.CheckTimeout, src.Status, src.Name)
 		}
 	}
 	s.Resume()
 	require.Eventually(t, func() bool {
-		return h.Report(context.Background()).Status == healthcheck.StatusOK
+		return h.Report(context.Background()).Status == health.StatusOK
 	}, 5*time.Second, 20*time.Millisecond, "the report recovers once Redis answers again")
 }

@@ -1,4 +1,4 @@
-package healthcheck_test
+package health_test
 
 import (
 	"bytes"
@@ -16,12 +16,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 )
 
 var update = flag.Bool("update", false, "rewrite the example report in docs/health.md")
 
-const docsPath = "../docs/health.md"
+const docsPath = "../../docs/health.md"
 
 var exampleBlock = regexp.MustCompile("(?s)(<!-- example-report -->\n```json\n)(.*?)(```)")
 
@@ -30,7 +30,7 @@ var exampleBlock = regexp.MustCompile("(?s)(<!-- example-report -->\n```json\n)(
 // the example is stable. The story: Redis came back empty half a minute ago,
 // the outbox is still delivering what was enqueued during the outage, and
 // the canary has not ticked since.
-func exampleReport(t *testing.T) healthcheck.Report {
+func exampleReport(t *testing.T) health.Report {
 	t.Helper()
 	var (
 		start    = time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
@@ -38,38 +38,38 @@ func exampleReport(t *testing.T) healthcheck.Report {
 		back     = checked.Add(-32 * time.Second) // Redis ready again, and empty
 		heldFrom = back.Add(-3*time.Minute + 20*time.Second)
 	)
-	reg := healthcheck.NewRegistry(0)
-	require.NoError(t, reg.Add(healthcheck.Check{Name: "canary.tick", Timeout: time.Second, Run: func(context.Context) error {
+	reg := health.NewRegistry(0)
+	require.NoError(t, reg.Add(health.Check{Name: "canary.tick", Timeout: time.Second, Run: func(context.Context) error {
 		return errors.New("canary: last tick is stale: last tick 4m30s ago, at 2026-01-02T03:58:00Z")
 	}}))
-	require.NoError(t, reg.Add(healthcheck.Check{Name: "runtime.outbox", Run: ok}))
-	src := healthcheck.Source{
-		Connection: func(context.Context) (healthcheck.Connection, error) {
-			return healthcheck.Connection{State: "ready", Since: back, Mode: "standalone",
+	require.NoError(t, reg.Add(health.Check{Name: "runtime.outbox", Run: ok}))
+	src := health.Source{
+		Connection: func(context.Context) (health.Connection, error) {
+			return health.Connection{State: "ready", Since: back, Mode: "standalone",
 				Target: "standalone redis://app:" + secret + "@10.0.0.5:6379/0", CameBackEmptyAt: &back}, nil
 		},
 		Ping: func(context.Context) (time.Duration, error) { return 250 * time.Microsecond, nil },
-		Redis: func(context.Context) (healthcheck.RedisInfo, error) {
-			return healthcheck.RedisInfo{Version: "7.2.4", UptimeSeconds: 33, UsedMemoryBytes: 1_512_320,
+		Redis: func(context.Context) (health.RedisInfo, error) {
+			return health.RedisInfo{Version: "7.2.4", UptimeSeconds: 33, UsedMemoryBytes: 1_512_320,
 				UsedMemoryPeakBytes: 1_615_200, MaxMemoryBytes: 268_435_456, MemFragmentationRatio: 1.31,
 				ConnectedClients: 14, DBSize: 52}, nil
 		},
-		Queues: func(context.Context) ([]healthcheck.Queue, error) {
-			return []healthcheck.Queue{
+		Queues: func(context.Context) ([]health.Queue, error) {
+			return []health.Queue{
 				{Name: "critical", Size: 0, ProcessedToday: 6, ProcessedTotal: 6},
 				{Name: "default", Size: 42, Pending: 37, Active: 4, Retry: 1, Completed: 12, LatencySeconds: 1.25,
 					ProcessedToday: 153, FailedToday: 2, ProcessedTotal: 153, FailedTotal: 2},
 			}, nil
 		},
-		Fallbacks: func(context.Context) ([]healthcheck.Fallback, error) {
-			return []healthcheck.Fallback{
+		Fallbacks: func(context.Context) ([]health.Fallback, error) {
+			return []health.Fallback{
 				{Component: "cache", Active: false, Depth: 0, Since: &back},
 				{Component: "ratelimit", Active: false, Depth: 0, Since: &back},
 				{Component: "outbox", Active: true, Depth: 120, Since: &heldFrom},
 			}, nil
 		},
 	}
-	h := healthcheck.NewHandler(healthcheck.Options{Registry: reg, Source: src, Version: "v0.1.0",
+	h := health.NewHandler(health.Options{Registry: reg, Source: src, Version: "v0.1.0",
 		Ready:  func() (bool, string) { return true, "" },
 		Logger: slog.New(slog.DiscardHandler)})
 	rep := h.Report(context.Background())
@@ -107,7 +107,7 @@ func TestDocsExampleReport(t *testing.T) {
 
 	dec := json.NewDecoder(bytes.NewReader(got))
 	dec.DisallowUnknownFields()
-	var rep healthcheck.Report
+	var rep health.Report
 	require.NoError(t, dec.Decode(&rep), "the example parses into Report")
 }
 
@@ -116,7 +116,7 @@ func TestDocsDescribeEveryField(t *testing.T) {
 	t.Parallel()
 	doc, err := os.ReadFile(docsPath)
 	require.NoError(t, err)
-	for _, name := range jsonFields(reflect.TypeFor[healthcheck.Report](), map[reflect.Type]bool{}) {
+	for _, name := range jsonFields(reflect.TypeFor[health.Report](), map[reflect.Type]bool{}) {
 		require.Contains(t, string(doc), "| `"+name+"`", "docs/health.md does not describe %q", name)
 	}
 }

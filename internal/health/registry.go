@@ -1,8 +1,7 @@
-package healthcheck
+package health
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -11,12 +10,6 @@ import (
 
 // DefaultTimeout bounds a probe, and each check without a timeout of its own.
 const DefaultTimeout = time.Second
-
-// Errors returned by Registry.Add.
-var (
-	ErrDuplicateCheck = errors.New("healthcheck: duplicate check name")
-	ErrInvalidCheck   = errors.New("healthcheck: invalid check")
-)
 
 // Registry holds named checks. It is safe for concurrent use.
 type Registry struct {

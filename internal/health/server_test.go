@@ -1,4 +1,4 @@
-package healthcheck_test
+package health_test
 
 import (
 	"context"
@@ -10,15 +10,15 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 )
 
 func TestNewServerLimits(t *testing.T) {
 	t.Parallel()
-	srv := healthcheck.NewServer("127.0.0.1:0", setup(t).handler())
+	srv := health.NewServer("127.0.0.1:0", setup(t).handler())
 	require.NotZero(t, srv.ReadHeaderTimeout)
 	require.NotZero(t, srv.ReadTimeout)
-	require.Greater(t, srv.WriteTimeout, healthcheck.DefaultTimeout)
+	require.Greater(t, srv.WriteTimeout, health.DefaultTimeout)
 	require.NotZero(t, srv.IdleTimeout)
 	require.NotZero(t, srv.MaxHeaderBytes)
 
