@@ -12,6 +12,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskhost/taskhost/internal/redisconn"
 )
 
 // PingFunc returns a Source.Ping that times one PING on c.
@@ -25,20 +27,18 @@ func PingFunc(c redis.UniversalClient) func(context.Context) (time.Duration, err
 	}
 }
 
-// InfoFunc returns a Source.Redis that reads INFO and DBSIZE from c. On a
-// cluster client INFO comes from one master, DBSIZE is summed over the
-// masters (go-redis does that), and Cluster is filled by ClusterInfoFunc.
+// InfoFunc returns a Source.Redis that reads INFO and DBSIZE from c
+// (redisconn.ReadServer). On a cluster client INFO comes from one master,
+// DBSIZE is summed over the masters (go-redis does that), and Cluster is
+// filled by ClusterInfoFunc.
 func InfoFunc(c redis.UniversalClient) func(context.Context) (RedisInfo, error) {
 	cluster, _ := c.(*redis.ClusterClient)
 	return func(ctx context.Context) (RedisInfo, error) {
-		text, err := c.Info(ctx).Result()
+		s, err := redisconn.ReadServer(ctx, c)
 		if err != nil {
-			return RedisInfo{}, fmt.Errorf("info: %w", err)
+			return RedisInfo{}, err
 		}
-		info := ParseInfo(text)
-		if info.DBSize, err = c.DBSize(ctx).Result(); err != nil {
-			return RedisInfo{}, fmt.Errorf("dbsize: %w", err)
-		}
+		info := redisInfo(s)
 		if cluster != nil {
 			ci, err := ClusterInfoFunc(cluster)(ctx)
 			if err != nil {
@@ -47,6 +47,20 @@ func InfoFunc(c redis.UniversalClient) func(context.Context) (RedisInfo, error) 
 			info.Cluster = &ci
 		}
 		return info, nil
+	}
+}
+
+// redisInfo is the report's view of s.
+func redisInfo(s redisconn.Server) RedisInfo {
+	return RedisInfo{
+		Version:               s.Version,
+		UptimeSeconds:         s.UptimeSeconds,
+		UsedMemoryBytes:       s.UsedMemory,
+		UsedMemoryPeakBytes:   s.PeakMemory,
+		MaxMemoryBytes:        s.MaxMemory,
+		MemFragmentationRatio: s.FragmentationRatio,
+		ConnectedClients:      s.ConnectedClients,
+		DBSize:                s.DBSize,
 	}
 }
 
@@ -96,60 +110,15 @@ func ReachableNodes(text string) int64 {
 }
 
 // ParseClusterInfo reads the fields of ClusterInfo from the text of a
-// CLUSTER INFO reply; ReachableNodes is left zero.
+// CLUSTER INFO reply (redisconn.ParseInfo); ReachableNodes is left zero.
 func ParseClusterInfo(text string) ClusterInfo {
-	var ci ClusterInfo
-	eachField(text, func(key, val string, i int64) {
-		switch key {
-		case "cluster_state":
-			ci.State = val
-		case "cluster_slots_ok":
-			ci.SlotsOK = i
-		case "cluster_size":
-			ci.Size = i
-		case "cluster_known_nodes":
-			ci.KnownNodes = i
-		}
-	})
-	return ci
-}
-
-// ParseInfo reads the fields of RedisInfo from the text of an INFO reply.
-// DBSize is not in INFO and is left zero; unknown or malformed fields are skipped.
-func ParseInfo(text string) RedisInfo {
-	var info RedisInfo
-	eachField(text, func(key, val string, i int64) {
-		switch key {
-		case "redis_version":
-			info.Version = val
-		case "uptime_in_seconds":
-			info.UptimeSeconds = i
-		case "used_memory":
-			info.UsedMemoryBytes = i
-		case "used_memory_peak":
-			info.UsedMemoryPeakBytes = i
-		case "maxmemory":
-			info.MaxMemoryBytes = i
-		case "mem_fragmentation_ratio":
-			info.MemFragmentationRatio, _ = strconv.ParseFloat(val, 64)
-		case "connected_clients":
-			info.ConnectedClients = i
-		}
-	})
-	return info
-}
-
-// eachField calls fn with each "key:value" line of an INFO-style reply and
-// the value read as an integer (0 when it is not one); other lines are skipped.
-func eachField(text string, fn func(key, val string, i int64)) {
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		key, val, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
-		if !ok {
-			continue
-		}
-		i, _ := strconv.ParseInt(val, 10, 64)
-		fn(key, val, i)
+	f := redisconn.ParseInfo(text)
+	num := func(key string) int64 { n, _ := strconv.ParseInt(f[key], 10, 64); return n }
+	return ClusterInfo{
+		State:      f["cluster_state"],
+		SlotsOK:    num("cluster_slots_ok"),
+		Size:       num("cluster_size"),
+		KnownNodes: num("cluster_known_nodes"),
 	}
 }
 

@@ -60,14 +60,6 @@ func TestRedisFuncsAgainstRealServer(t *testing.T) {
 	require.GreaterOrEqual(t, qs[1].LatencySeconds, 0.0)
 }
 
-func TestParseInfo(t *testing.T) {
-	t.Parallel()
-	text := "# Server\r\nredis_version:7.2.4\r\nuptime_in_seconds:93\r\n\r\n# Clients\r\nconnected_clients:5\r\n" +
-		"# Memory\r\nused_memory:1048576\r\nused_memory_peak:2097152\r\nmaxmemory:0\r\nmem_fragmentation_ratio:1.25\r\nbogus\r\n"
-	require.Equal(t, health.RedisInfo{Version: "7.2.4", UptimeSeconds: 93, ConnectedClients: 5,
-		UsedMemoryBytes: 1 << 20, UsedMemoryPeakBytes: 2 << 20, MemFragmentationRatio: 1.25}, health.ParseInfo(text))
-}
-
 // TestFrozenRedisProbesStayWithinTimeout is issue 5's frozen-Redis case at
 // the package level: with redis-server SIGSTOPped, every endpoint answers
 // within the timeout plus 100ms, and the report says why.
