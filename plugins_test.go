@@ -178,3 +178,28 @@ func TestCheckConfigProvisionsPlugins(t *testing.T) {
 	require.ErrorIs(t, err, taskhost.ErrInvalidConfig)
 	require.ErrorContains(t, err, "plugins.webhook.bogus")
 }
+
+// hostRedis records the client its Host hands out.
+type hostRedis struct{ got chan any }
+
+func (p *hostRedis) PluginInfo() plugins.Info {
+	return plugins.Info{ID: "host-redis", New: func() plugins.Plugin { return p }}
+}
+
+func (p *hostRedis) Provision(_ context.Context, h plugins.Host) error {
+	p.got <- h.Redis()
+	return nil
+}
+
+var hostRedisPlugin = &hostRedis{got: make(chan any, 1)}
+
+func init() { plugins.Register(hostRedisPlugin) }
+
+// TestHostRedisIsTheSharedClient: a plugin's Host.Redis is the runtime's own client.
+func TestHostRedisIsTheSharedClient(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, redistest.Start(t).Addr())
+	cfg.Plugins = map[string]map[string]any{"host-redis": nil}
+	rt := startRuntime(t, cfg)
+	require.Equal(t, rt.Redis(), <-hostRedisPlugin.got)
+}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/robfig/cron/v3"
 
 	"github.com/taskhost/taskhost/cache"
@@ -40,6 +41,8 @@ type Deps struct {
 	AddCheck func(c healthcheck.Check) error
 	// Enqueue enqueues through taskhost's client.
 	Enqueue func(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+	// Redis is the shared client that Host.Redis hands out.
+	Redis redis.UniversalClient
 }
 
 // Set hosts the plugins of one runtime: it provisions, starts, stops and

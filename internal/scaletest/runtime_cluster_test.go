@@ -263,7 +263,7 @@ func TestRuntimeOnCluster(t *testing.T) {
 		}
 		resume()
 		require.Eventually(t, func() bool {
-			if n, _ := rtA.Client().Depth(); n > 0 {
+			if n, _ := rtA.OutboxDepth(); n > 0 {
 				return false
 			}
 			for _, id := range ids {

@@ -94,6 +94,15 @@ func runRuntimeFailover(t *testing.T, run runtimeFailoverRun) {
 	cfg.Worker.Concurrency = 8
 	rt, logs := startRuntime(t, cfg)
 	oldMaster := sen.Master().Addr()
+	var readyMu sync.Mutex
+	var lastReady time.Time // when the monitor last became ready
+	t.Cleanup(rt.Subscribe(func(_, to taskhost.State) {
+		if to == taskhost.StateReady {
+			readyMu.Lock()
+			lastReady = time.Now()
+			readyMu.Unlock()
+		}
+	}))
 
 	code, rep := healthReport(t, rt)
 	require.Equal(t, 200, code, "status %s, reasons %v", rep.Status, rep.Reasons)
@@ -137,7 +146,9 @@ func runRuntimeFailover(t *testing.T, run runtimeFailoverRun) {
 		return !resumedAt.IsZero()
 	}, 10*time.Second, 10*time.Millisecond, "processing resumed within 10 s of the promotion, without a restart")
 	require.Eventually(t, func() bool { return rt.State().String() == "ready" }, 10*time.Second, 10*time.Millisecond)
-	readyAt := rt.Monitor().Since() // when the monitor last became ready
+	readyMu.Lock()
+	readyAt := lastReady
+	readyMu.Unlock()
 	time.Sleep(run.after)
 	stopStream()
 
@@ -154,7 +165,7 @@ func runRuntimeFailover(t *testing.T, run runtimeFailoverRun) {
 	// Every held task, and every task acked once the new master serves, runs.
 	mustRun := func(id string, s submission) bool { return s.held || s.at.After(promotedAt) }
 	require.Eventually(t, func() bool {
-		if n, _ := rt.Client().Depth(); n > 0 {
+		if n, _ := rt.OutboxDepth(); n > 0 {
 			return false
 		}
 		for id, s := range subs {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
@@ -49,6 +50,11 @@ type Options struct {
 	// CheckTimeout bounds RunCheck for checks without a Timeout. Default 1s,
 	// the health listener's default.
 	CheckTimeout time.Duration
+	// Redis is what Host.Redis returns. Default: a client of a Redis that
+	// is down, whose every call fails at once with redis.ErrClosed, so that
+	// a test sees how the plugin copes without Redis. Pass a client of a
+	// real redis-server to test the plugin's Redis calls.
+	Redis redis.UniversalClient
 }
 
 // Schedule is one periodic task that a plugin registered.
@@ -105,6 +111,11 @@ func NewHost(t testing.TB, opts Options) *Host {
 	if opts.CheckTimeout <= 0 {
 		opts.CheckTimeout = time.Second
 	}
+	if opts.Redis == nil {
+		down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:0"})
+		_ = down.Close()
+		opts.Redis = down
+	}
 	h := &Host{t: t, opts: opts, mux: asynq.NewServeMux(), reg: health.NewRegistry(opts.CheckTimeout)}
 	log := opts.Logger
 	if log == nil {
@@ -125,6 +136,7 @@ func NewHost(t testing.TB, opts Options) *Host {
 		Limiter:  opts.Limiter,
 		AddCheck: h.addCheck,
 		Enqueue:  h.enqueue,
+		Redis:    opts.Redis,
 	})
 	h.Host = h.set.Host(opts.ID)
 	return h

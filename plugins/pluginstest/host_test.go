@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -253,4 +254,19 @@ func TestOwnLogger(t *testing.T) {
 	h.Logger().Info("hello")
 	require.Contains(t, b.String(), "msg=hello component=plugin plugin=rec")
 	require.Empty(t, h.Logs())
+}
+
+// By default Host.Redis is a Redis that is down: every call fails at once,
+// as the runtime's shared client does during an outage (it has no fallback).
+func TestRedisIsDownByDefault(t *testing.T) {
+	t.Parallel()
+	h := pluginstest.NewHost(t, pluginstest.Options{})
+	begin := time.Now()
+	err := h.Redis().Set(context.Background(), "test:k", "v", 0).Err()
+	require.ErrorIs(t, err, redis.ErrClosed)
+	require.Less(t, time.Since(begin), 100*time.Millisecond)
+
+	own := redis.NewClient(&redis.Options{Addr: "127.0.0.1:0"})
+	defer own.Close()
+	require.Same(t, own, pluginstest.NewHost(t, pluginstest.Options{Redis: own}).Redis())
 }
