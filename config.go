@@ -20,6 +20,10 @@ type Config struct {
 	Outbox    OutboxConfig              `koanf:"outbox"`
 	UI        UIConfig                  `koanf:"ui"`
 	Plugins   map[string]map[string]any `koanf:"plugins"`
+
+	// complete is set by DefaultConfig, LoadConfig and WithDefaults: every
+	// field, zeros included, is then taken as it is (see WithDefaults).
+	complete bool
 }
 
 // Log configures log/slog output.
@@ -164,9 +168,12 @@ type UIAuthConfig struct {
 	Token    string `koanf:"token"`
 }
 
-// Default returns the built-in defaults, the first layer.
+// DefaultConfig returns the built-in defaults, the first layer of
+// LoadConfig. It is complete: a zero set on it is taken as it is (see
+// WithDefaults).
 func DefaultConfig() Config {
 	return Config{
+		complete: true,
 		Log:   LogConfig{Level: "info", Format: "text"},
 		Redis: redisConfigFrom(redisconn.DefaultConfig()),
 		Worker: WorkerConfig{

@@ -19,9 +19,15 @@ import (
 )
 
 // New builds a runtime from cfg without touching the network: the Redis
-// clients are lazy and the monitor starts with Start. It returns an error
-// matching ErrInvalidConfig for a bad config or an unknown plugin ID.
+// clients are lazy and the monitor starts with Start. The zero fields of a
+// Config built in Go take their defaults (see Config.WithDefaults), so
+//
+//	taskhost.New(taskhost.Config{Redis: taskhost.RedisConfig{URL: os.Getenv("REDIS_URL")}}, taskhost.Options{})
+//
+// is enough. It returns an error matching ErrInvalidConfig, naming every bad
+// key at once, for a bad config or an unknown plugin ID.
 func New(cfg Config, opts Options) (*Runtime, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
