@@ -174,8 +174,8 @@ type UIAuthConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		complete: true,
-		Log:   LogConfig{Level: "info", Format: "text"},
-		Redis: redisConfigFrom(redisconn.DefaultConfig()),
+		Log:      LogConfig{Level: "info", Format: "text"},
+		Redis:    redisConfigFrom(redisconn.DefaultConfig()),
 		Worker: WorkerConfig{
 			Concurrency:     10,
 			Queues:          map[string]int{"default": 1},

@@ -11,11 +11,6 @@ import (
 	"github.com/taskhost/taskhost/internal/health"
 )
 
-func ExampleRedact() {
-	fmt.Println(health.Redact("dial redis://app:s3cret@10.0.0.5:6379/0: connection refused"))
-	// Output: dial redis://app:xxxxx@10.0.0.5:6379/0: connection refused
-}
-
 func ExampleNewHandler() {
 	reg := health.NewRegistry(0)
 	_ = reg.Add(health.Check{Name: "billing.api", Run: func(context.Context) error {

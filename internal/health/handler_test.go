@@ -203,7 +203,7 @@ func TestEndpointsHealthy(t *testing.T) {
 	require.Equal(t, health.DetailFull, rep.Detail)
 	require.Equal(t, "ready", rep.Connection.State)
 	require.Equal(t, "standalone", rep.Connection.Mode)
-	require.Equal(t, "redis://app:xxxxx@10.0.0.5:6379/0", rep.Connection.Target)
+	require.Equal(t, "redis://app:***@10.0.0.5:6379/0", rep.Connection.Target)
 	require.Greater(t, rep.Connection.SinceSeconds, 0.0)
 	require.NotNil(t, rep.Redis)
 	require.NotNil(t, rep.Redis.PingMS)
@@ -275,7 +275,7 @@ func TestReadyzNotReady(t *testing.T) {
 	})
 	w := serve(t, h, http.MethodGet, "/readyz")
 	require.Equal(t, http.StatusServiceUnavailable, w.Code)
-	require.Equal(t, "not ready: redis is reconnecting last error: dial redis://:xxxxx@h:6379: refused\n", w.Body.String(),
+	require.Equal(t, "not ready: redis is reconnecting last error: dial redis://:***@h:6379: refused\n", w.Body.String(),
 		"one redacted line")
 
 	b.fake.set(func(f *fake) { f.ready = true })

@@ -56,7 +56,7 @@ func TestRegistryRunResults(t *testing.T) {
 	require.Equal(t, health.CheckOK, byName["ok"].Status)
 	require.True(t, byName["ok"].Critical)
 	require.Equal(t, health.CheckFail, byName["fail"].Status)
-	require.Contains(t, byName["fail"].Error, "redis://app:xxxxx@10.0.0.5:6379", "errors are redacted")
+	require.Contains(t, byName["fail"].Error, "redis://app:***@10.0.0.5:6379", "errors are redacted")
 	require.NotContains(t, byName["fail"].Error, "hunter2")
 	require.Equal(t, health.CheckFail, byName["panic"].Status)
 	require.Contains(t, byName["panic"].Error, "boom")
