@@ -107,7 +107,7 @@ type WorkerConfig struct {
 	RetryBaseDelay  time.Duration  `koanf:"retry_base_delay"`
 	RetryMaxDelay   time.Duration  `koanf:"retry_max_delay"`
 	// Fetchers is how many asynq servers share Concurrency, each fetching
-	// tasks on its own (see runtime/fetchers.go).
+	// tasks on its own (see fetchers.go).
 	Fetchers int `koanf:"fetchers"`
 	// Wakeup selects how idle fetchers learn of new tasks: auto (Redis
 	// keyspace notifications where allowed, else adaptive polling), poll

@@ -223,15 +223,21 @@ func TestOutsideModule(t *testing.T) {
 	}
 }
 
-// TestEmbed runs the README's program: it enqueues once Redis is ready and
-// stops cleanly on an interrupt.
+// TestEmbed runs the README's program: its enqueue, made before Start, is
+// held in the outbox and delivered once Redis is ready; an interrupt stops
+// it cleanly.
 func TestEmbed(t *testing.T) {
 	t.Parallel()
 	redis := redistest.Start(t)
 	p := start(t, "embed", []string{"REDIS_URL=" + redis.URL(), "HEALTH_ADDR=127.0.0.1:0"})
 	id := p.waitFor(t, `enqueued (\S+) <nil>`)[1]
-	info, err := asynq.NewInspectorFromRedisClient(redistest.Client(t, redis.Addr())).GetTaskInfo("default", id)
-	require.NoError(t, err)
+	inspector := asynq.NewInspectorFromRedisClient(redistest.Client(t, redis.Addr()))
+	var info *asynq.TaskInfo
+	require.Eventually(t, func() bool {
+		var err error
+		info, err = inspector.GetTaskInfo("default", id)
+		return err == nil
+	}, 20*time.Second, 20*time.Millisecond, "the task held before Redis was ready reaches Redis")
 	require.Equal(t, "email:welcome", info.Type)
 	require.Equal(t, 0, p.stop(t, os.Interrupt))
 }

@@ -1,5 +1,3 @@
-// Command embed is the smallest program that embeds taskhost: one Redis URL,
-// and the runtime runs the queue, cache and limiter until interrupted.
 package main
 
 import (
@@ -16,20 +14,16 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	rt, err := taskhost.New(taskhost.Config{
-		Redis:  taskhost.RedisConfig{URL: os.Getenv("REDIS_URL")},
-		Health: taskhost.HealthConfig{Addr: os.Getenv("HEALTH_ADDR")}, // "" is 127.0.0.1:8080
-	}, taskhost.Options{})
+	cfg := taskhost.Config{Redis: taskhost.RedisConfig{URL: os.Getenv("REDIS_URL")}}
+	cfg.Health.Addr = os.Getenv("HEALTH_ADDR") // "" is the default, 127.0.0.1:8080
+	rt, err := taskhost.New(cfg, taskhost.Options{})
 	if err != nil {
-		log.Fatal(err)
+		log.Fatal(err) // every bad key at once; errors.Is(err, taskhost.ErrInvalidConfig)
 	}
-	go func() { // enqueue once Redis is ready; the outbox would hold it until then anyway
-		if rt.WaitReady(ctx) == nil {
-			info, err := rt.Client().EnqueueContext(ctx, asynq.NewTask("email:welcome", []byte(`{"to":"ann@example.com"}`)))
-			log.Println("enqueued", info.ID, err)
-		}
-	}()
-	if err := rt.Run(ctx); err != nil {
+	// Held in the outbox until Redis is ready, then delivered once, by its ID.
+	info, err := rt.Client().Enqueue(asynq.NewTask("email:welcome", []byte(`{"to":"ann@example.com"}`)))
+	log.Println("enqueued", info.ID, err)
+	if err := rt.Run(ctx); err != nil { // serves until Ctrl-C, then stops gracefully
 		log.Fatal(err)
 	}
 }

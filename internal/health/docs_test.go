@@ -26,7 +26,7 @@ const docsPath = "../../docs/health.md"
 var exampleBlock = regexp.MustCompile("(?s)(<!-- example-report -->\n```json\n)(.*?)(```)")
 
 // exampleReport is a real report from the handler, with sources shaped like
-// the runtime's (runtime/health.go) and its clock-dependent fields fixed so
+// the runtime's (health.go at the module root) and its clock-dependent fields fixed so
 // the example is stable. The story: Redis came back empty half a minute ago,
 // the outbox is still delivering what was enqueued during the outage, and
 // the canary has not ticked since.
