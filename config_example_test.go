@@ -46,3 +46,8 @@ func ExampleConfig_WithDefaults() {
 	// 10 map[default:1] 500ms true
 	// 0
 }
+
+func ExampleState() {
+	fmt.Println(taskhost.StateConnecting, taskhost.StateReady, taskhost.StateReconnecting, taskhost.StateDown, taskhost.StateClosed)
+	// Output: connecting ready reconnecting down closed
+}

@@ -1,10 +1,12 @@
 package apicheck_test
 
 import (
+	"fmt"
 	"go/token"
 	"go/types"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -14,25 +16,52 @@ import (
 )
 
 // publicPackages loads the type information of every package of the module
-// that another module can import: not internal/, not a command.
+// that another module can import: not internal/, not a command. It lists
+// the module's packages first (no build), then loads the types of the
+// public ones only, so that no other package is compiled for it.
 func publicPackages(t *testing.T) []*packages.Package {
 	t.Helper()
+	loadOnce.Do(func() { loaded, loadErr = loadPublic() })
+	require.NoError(t, loadErr)
+	require.NotEmpty(t, loaded)
+	return loaded
+}
+
+var (
+	loadOnce sync.Once
+	loaded   []*packages.Package
+	loadErr  error
+)
+
+func loadPublic() ([]*packages.Package, error) {
 	if _, err := exec.LookPath("go"); err != nil {
-		t.Fatalf("the go command is needed to load the packages: %v", err)
+		return nil, fmt.Errorf("the go command is needed to load the packages: %w", err)
 	}
-	cfg := &packages.Config{Mode: packages.NeedName | packages.NeedTypes, Dir: "../.."}
-	all, err := packages.Load(cfg, apicheck.Module+"/...")
-	require.NoError(t, err)
-	var out []*packages.Package
-	for _, p := range all {
-		require.Empty(t, p.Errors, "%s", p.PkgPath)
-		if apicheck.Internal(p.PkgPath) || p.Name == "main" || strings.Contains(p.PkgPath, "/examples/") {
+	const dir = "../.."
+	listed, err := packages.Load(&packages.Config{Mode: packages.NeedName, Dir: dir}, apicheck.Module+"/...")
+	if err != nil {
+		return nil, err
+	}
+	var public []string
+	for _, p := range listed {
+		if len(p.Errors) > 0 {
+			return nil, fmt.Errorf("%s: %v", p.PkgPath, p.Errors)
+		}
+		if apicheck.Internal(p.PkgPath) || p.Name == "main" || strings.Contains(p.PkgPath, "/examples") {
 			continue
 		}
-		out = append(out, p)
+		public = append(public, p.PkgPath)
 	}
-	require.NotEmpty(t, out)
-	return out
+	out, err := packages.Load(&packages.Config{Mode: packages.NeedName | packages.NeedTypes, Dir: dir}, public...)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range out {
+		if len(p.Errors) > 0 {
+			return nil, fmt.Errorf("%s: %v", p.PkgPath, p.Errors)
+		}
+	}
+	return out, nil
 }
 
 // TestNoInternalInPublicAPI fails if an exported identifier of a public
