@@ -270,3 +270,37 @@ func TestRedisIsDownByDefault(t *testing.T) {
 	defer own.Close()
 	require.Same(t, own, pluginstest.NewHost(t, pluginstest.Options{Redis: own}).Redis())
 }
+
+// badRegistrar registers what its fields say, in Provision.
+type badRegistrar struct {
+	taskType string
+	fn       asynq.HandlerFunc
+}
+
+func (*badRegistrar) PluginInfo() plugins.Info {
+	return plugins.Info{ID: "bad", New: func() plugins.Plugin { return &badRegistrar{} }}
+}
+
+func (b *badRegistrar) Provision(_ context.Context, h plugins.Host) error {
+	h.HandleFunc(b.taskType, b.fn)
+	return nil
+}
+
+// TestRefusesEmptyTypeAndNilHandler: the test host is the runtime's host,
+// so it refuses what the runtime refuses (see TestHostRefusesBadRegistrations
+// at the module root), with the same clear errors rather than a panic.
+func TestRefusesEmptyTypeAndNilHandler(t *testing.T) {
+	t.Parallel()
+	ok := func(context.Context, *asynq.Task) error { return nil }
+	for _, tc := range []struct {
+		p    *badRegistrar
+		want string
+	}{
+		{&badRegistrar{taskType: "", fn: ok}, "HandleFunc with an empty task type"},
+		{&badRegistrar{taskType: "bad:nil", fn: nil}, `HandleFunc "bad:nil" with a nil handler`},
+	} {
+		h := pluginstest.NewHost(t, pluginstest.Options{ID: "bad"})
+		require.ErrorContains(t, h.Provision(t.Context(), tc.p), tc.want)
+		require.Empty(t, h.TaskTypes())
+	}
+}
