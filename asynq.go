@@ -12,6 +12,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskhost/taskhost/internal/quarantine"
+	"github.com/taskhost/taskhost/internal/tracing"
 	"github.com/taskhost/taskhost/ratelimit"
 )
 
@@ -35,16 +37,23 @@ type queue struct {
 	hub      *wakeHub
 	halt     chan struct{}
 	haltOnce sync.Once
+	// guard sets poison tasks aside (queueguard.go); its scan runs from
+	// start to shutdown.
+	guard    *quarantine.Guard
+	scan     func()
+	stopScan func()
+	fetchers []*fetchClient // one per server
 }
 
 // newQueue builds asynq's server, scheduler and inspector on rdb. None of
 // them closes rdb: asynq's …FromRedisClient constructors leave that to the
 // runtime, which closes it last.
-func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *queue {
+func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *tracing.Tracer) *queue {
 	alog := asynqLogger{l: log.With("component", "asynq")}
 	level := asynqLevel(cfg.Log)
 	w := cfg.Worker
-	q := &queue{mux: asynq.NewServeMux(), release: func() {}, halt: make(chan struct{})}
+	q := &queue{mux: asynq.NewServeMux(), release: func() {}, halt: make(chan struct{}), stopScan: func() {},
+		guard: quarantine.New(quarantine.Options{MaxPayloadBytes: cfg.Worker.MaxPayloadBytes, Logger: log})}
 	raw, ready, await := rdb, func() bool { return true }, func(context.Context) bool { return true }
 	if qc, ok := rdb.(*queueClient); ok {
 		q.release = qc.release
@@ -71,16 +80,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *queue {
 		queues = append(queues, name)
 	}
 	if wakeup := strings.ToLower(w.Wakeup); wakeup != WakeupOff {
-		pollOnly := ""
-		switch {
-		case wakeup == WakeupPoll:
-			pollOnly = "worker.wakeup is poll"
-		case cfg.Redis.Mode == ModeCluster:
-			pollOnly = "Redis Cluster (keyspace notifications are per node)"
-		case cfg.Redis.Mode == ModeEmbedded:
-			pollOnly = "the embedded Redis has no keyspace notifications"
-		}
-		q.hub = newWakeHub(raw, ready, await, queues, w.Fetchers, pollOnly, log.With("component", "queue"))
+		q.hub = newWakeHub(wakeHubConfig(cfg, raw, ready, await, queues, log.With("component", "queue")))
 	}
 	var pipe redis.Cmdable
 	if w.AutoPipeline && len(concurrencyShares(w.Concurrency, w.Fetchers)) > 1 {
@@ -89,14 +89,15 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *queue {
 		pipe = autoPipeliner(raw, log.With("component", "queue"))
 	}
 	for i, c := range serverConfigs(base, w.Fetchers, q.hub != nil) {
-		fc := newFetchClient(rdb, q.hub, pipe, q.halt, queues, notifyWait, log.With("component", "queue"))
+		fc := newFetchClient(q.guard.Client(rdb), q.hub, q.guard.Pipe(pipe), q.halt, queues, notifyWait, log.With("component", "queue"))
 		if i > 0 {
 			fc.idle = notifyWaitExtra
 			fc.standby = standbyWhileDown(ready, await)
 		}
+		q.fetchers = append(q.fetchers, fc)
 		q.servers = append(q.servers, asynq.NewServerFromRedisClient(fc, c))
 	}
-	q.scheduler = asynq.NewSchedulerFromRedisClient(rdb, &asynq.SchedulerOpts{
+	sopts := &asynq.SchedulerOpts{
 		Logger:   alog,
 		LogLevel: level,
 		Location: time.UTC,
@@ -105,8 +106,16 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *queue {
 				log.Warn("scheduled enqueue failed", "component", "scheduler", "error", err)
 			}
 		},
-	})
+	}
+	if tr != nil { // tracing.go: a span per tick
+		st, logFailure := newScheduleTracer(tr), sopts.PostEnqueueFunc
+		sopts.PreEnqueueFunc = st.pre
+		sopts.PostEnqueueFunc = func(info *asynq.TaskInfo, err error) { st.post(info, err); logFailure(info, err) }
+		sopts.EnqueueErrorHandler = st.failed
+	}
+	q.scheduler = asynq.NewSchedulerFromRedisClient(rdb, sopts)
 	q.inspector = asynq.NewInspectorFromRedisClient(rdb)
+	q.scan = func() { q.startScan(rdb, queues, ready) }
 	return q
 }
 
@@ -143,6 +152,7 @@ func (q *queue) start(handler asynq.Handler) error {
 		q.shutdownServers(q.servers)
 		return err
 	}
+	q.scan()
 	return nil
 }
 
@@ -158,6 +168,7 @@ func (q *queue) stopFetching() {
 // requeues the rest, all at once.
 func (q *queue) shutdown() {
 	q.release()
+	q.stopScan()
 	q.scheduler.Shutdown()
 	q.shutdownServers(q.servers)
 }

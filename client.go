@@ -19,6 +19,11 @@ var (
 	// ErrClosed is returned by a Client after its Close or after the
 	// runtime stopped, and by WaitReady when the runtime stops first.
 	ErrClosed = errors.New("taskhost: closed")
+	// ErrPayloadTooLarge is matched by the error of a task whose payload
+	// is larger than worker.max_payload_bytes: Client, Host.Enqueue and
+	// Host.Schedule refuse it before anything is sent, and a worker
+	// archives one that another client enqueued.
+	ErrPayloadTooLarge = outbox.ErrPayloadTooLarge
 )
 
 // Client enqueues tasks like asynq.Client, whose Enqueue, EnqueueContext and
@@ -63,8 +68,8 @@ func (c *Client) EnqueueContext(ctx context.Context, task *asynq.Task, opts ...a
 // meant), so a replay cannot run it twice.
 //
 // Errors: asynq's own (a bad option, asynq.ErrDuplicateTask,
-// asynq.ErrTaskIDConflict) as asynq returns them; ErrOutboxFull, wrapped;
-// ErrClosed; ctx's error when ctx is done.
+// asynq.ErrTaskIDConflict) as asynq returns them; ErrPayloadTooLarge and
+// ErrOutboxFull, wrapped; ErrClosed; ctx's error when ctx is done.
 func (c *Client) Submit(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (Result, error) {
 	if c.closed.Load() {
 		return Result{}, ErrClosed

@@ -19,6 +19,7 @@ type Config struct {
 	RateLimit RateLimitConfig           `koanf:"ratelimit"`
 	Outbox    OutboxConfig              `koanf:"outbox"`
 	UI        UIConfig                  `koanf:"ui"`
+	Tracing   TracingConfig             `koanf:"tracing"`
 	Plugins   map[string]map[string]any `koanf:"plugins"`
 
 	// complete is set by DefaultConfig, LoadConfig and WithDefaults: every
@@ -106,12 +107,20 @@ type WorkerConfig struct {
 	MaxRetry        int            `koanf:"max_retry"`    // default for tasks enqueued by taskhost's client
 	RetryBaseDelay  time.Duration  `koanf:"retry_base_delay"`
 	RetryMaxDelay   time.Duration  `koanf:"retry_max_delay"`
+	// MaxPayloadBytes bounds a task's payload wherever taskhost enqueues
+	// (its client and outbox, worker enqueue, Host.Enqueue, schedules); a
+	// larger task that reaches the worker from another client is archived
+	// with the reason. It also sizes the queue pool's read and write
+	// timeouts (see docs/reliability.md, "Bad input").
+	MaxPayloadBytes int `koanf:"max_payload_bytes"`
 	// Fetchers is how many asynq servers share Concurrency, each fetching
 	// tasks on its own (see fetchers.go).
 	Fetchers int `koanf:"fetchers"`
-	// Wakeup selects how idle fetchers learn of new tasks: auto (Redis
-	// keyspace notifications where allowed, else adaptive polling), poll
-	// (adaptive polling only; never CONFIG SET) or off (asynq's own 1 s poll).
+	// Wakeup selects how idle fetchers learn of new tasks: auto (blocking
+	// reads on the pending lists; only reads, never changes the server's
+	// config), notify (Redis keyspace notifications, turned on with CONFIG
+	// SET: changes the server's config; blocking reads where refused), poll
+	// (adaptive polling only) or off (asynq's own 1 s poll).
 	Wakeup string `koanf:"wakeup"`
 	// AutoPipeline batches asynq's scripts other than the dequeue (task
 	// done, retry, archive...) from concurrent workers into pipelines, with
@@ -125,6 +134,10 @@ type HealthConfig struct {
 	Addr    string        `koanf:"addr"`
 	Detail  string        `koanf:"detail"` // full|minimal
 	Timeout time.Duration `koanf:"timeout"`
+	// Pprof serves Go's profiles (net/http/pprof) at /debug/pprof/ on the
+	// admin listener: off by default; a listener that is not loopback
+	// needs the ui.auth credentials.
+	Pprof bool `koanf:"pprof"`
 }
 
 // Cache configures the cache store.
@@ -168,6 +181,27 @@ type UIAuthConfig struct {
 	Token    string `koanf:"token"`
 }
 
+// DefaultMaxPayloadBytes is worker.max_payload_bytes' default, 1 MiB: the
+// bound of managed queues (SQS, Cloud Tasks) and of cache.max_value_bytes.
+// A task carries a reference to big data, not the data. At 1 MiB the
+// largest task crosses a loaded loopback in a few milliseconds and a slow
+// 10 MB/s link in about 0.1 s, well within the default 500 ms timeouts, and
+// the default outbox (64 MiB) holds about 45 of them.
+const DefaultMaxPayloadBytes = 1 << 20
+
+// TracingConfig configures OpenTelemetry tracing beyond what the standard
+// OTEL_* environment variables say (they configure the exporter, sampler and
+// resource; see docs/observability.md).
+type TracingConfig struct {
+	// Enabled turns tracing on even when no OTEL_EXPORTER_OTLP_ENDPOINT is
+	// set (spans then go to http://localhost:4318). OTEL_SDK_DISABLED=true
+	// keeps it off either way.
+	Enabled bool `koanf:"enabled"`
+	// RedisCommands adds a span per Redis command made in a task's or an
+	// enqueue's context, through go-redis' own instrumentation. Chatty.
+	RedisCommands bool `koanf:"redis_commands"`
+}
+
 // DefaultConfig returns the built-in defaults, the first layer of
 // LoadConfig. It is complete: a zero set on it is taken as it is (see
 // WithDefaults).
@@ -184,6 +218,7 @@ func DefaultConfig() Config {
 			MaxRetry:        25,
 			RetryBaseDelay:  time.Second,
 			RetryMaxDelay:   time.Hour,
+			MaxPayloadBytes: DefaultMaxPayloadBytes,
 			Fetchers:        4,
 			Wakeup:          "auto",
 			AutoPipeline:    true,

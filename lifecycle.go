@@ -104,21 +104,20 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 // finish and asynq requeues the rest. The Redis clients close last. Stop may
 // be called more than once; later calls return nil at once.
 func (r *Runtime) Stop(ctx context.Context) error {
+	r.rl.mu.Lock() // a reload under way finishes first (reload.go)
 	r.mu.Lock()
-	switch r.phase {
+	was := r.phase
+	r.phase = phaseStopped
+	r.mu.Unlock()
+	r.rl.mu.Unlock()
+	switch was {
 	case phaseNew: // never started: release what New built
-		r.phase = phaseStopped
-		r.mu.Unlock()
 		r.closeConnection()
 		return nil
 	case phaseRunning:
 	default:
-		r.phase = phaseStopped
-		r.mu.Unlock()
 		return nil
 	}
-	r.phase = phaseStopped
-	r.mu.Unlock()
 
 	step := func(name string) { r.log.Info("shutdown: "+name, "component", "runtime") }
 	var errs []error
@@ -166,7 +165,8 @@ func (r *Runtime) Run(ctx context.Context) error {
 }
 
 // closeConnection closes, in order, the outbox client, the monitor, the
-// Redis clients and the embedded Redis. The clients close last of all.
+// Redis clients and the embedded Redis, then exports the spans still
+// buffered. The clients close last of all.
 func (r *Runtime) closeConnection() {
 	for _, u := range r.unsub {
 		u()
@@ -192,21 +192,25 @@ func (r *Runtime) closeConnection() {
 	if r.embedded != nil {
 		r.embedded.Close()
 	}
+	r.stopTracing()
 }
 
-// handler is the mux behind the middleware, from the outside in: panic
-// recovery; logging and metrics; the default task timeout; rounding a rate
+// handler is the mux behind the middleware, from the outside in: the
+// task's span (only with tracing on); panic recovery; logging and metrics; the default task timeout; rounding a rate
 // limit's retry time up to asynq's whole seconds; the rate limit hook; the
 // handler.
 func (r *Runtime) handler() asynq.Handler {
-	var h asynq.Handler = r.queue.mux
-	if r.taskLimit != nil {
-		h = r.taskLimit(h)
-	}
+	r.rl.tasks = newTaskLimits(r.queue.mux, r.taskLimit) // a reload swaps it
+	var h asynq.Handler = r.rl.tasks
 	h = retryAtSecondMiddleware(h)
+	h = payloadMiddleware(r.cfg.Worker.MaxPayloadBytes)(h)
 	h = timeoutMiddleware(r.cfg.Worker.TaskTimeout)(h)
 	h = observeMiddleware(r.log.With("component", "task"), r.metrics)(h)
-	return recoverMiddleware(r.log.With("component", "task"))(h)
+	h = recoverMiddleware(r.log.With("component", "task"))(h)
+	if r.tracer != nil {
+		h = traceMiddleware(r.tracer)(h)
+	}
+	return h
 }
 
 func (r *Runtime) healthAddr() string {

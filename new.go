@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/internal/health"
+	"github.com/taskhost/taskhost/internal/logswitch"
 	"github.com/taskhost/taskhost/internal/metrics"
 	"github.com/taskhost/taskhost/internal/outbox"
 	"github.com/taskhost/taskhost/internal/redisconn"
@@ -31,6 +32,10 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	traceSettings, err := resolveTracing(cfg)
+	if err != nil {
+		return nil, err
+	}
 	log := opts.Logger
 	if log == nil {
 		w := opts.LogOutput
@@ -39,21 +44,25 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 		}
 		log = NewLogger(cfg.Log, w)
 	}
+	logs, _ := log.Handler().(*logswitch.Handler) // reloadable when it came from NewLogger
+	if traceSettings.Enabled || opts.TracerProvider != nil {
+		log = traceLogger(log)
+	}
 	// go-redis logs each failed dial itself; route it to slog at DEBUG so an
 	// outage is reported once, by the monitor. The logger is process-wide:
 	// the first runtime's logger serves them all.
 	setLibraryLogger.Do(func() { redis.SetLogger(redisconn.LibraryLogger(log)) })
 	r := &Runtime{cfg: cfg, log: log, version: opts.Version, born: time.Now()}
+	r.rl.init(cfg, opts.ConfigSource, logs)
 	if redisconn.InsecureTLS(cfg.Redis.conn()) {
 		log.Warn("redis.tls.insecure_skip_verify is on: the Redis server's certificate is not verified", "component", "redis")
 	}
 
-	var err error
 	clog := log.With("component", "redis")
 	if r.rdb, err = redisconn.NewClient(cfg.Redis.conn(), redisconn.WithLogger(clog)); err != nil {
 		return nil, fmt.Errorf("%w: redis: %v", ErrInvalidConfig, err)
 	}
-	qraw, err := redisconn.NewClient(cfg.Redis.conn(), redisconn.WithLogger(clog))
+	qraw, err := redisconn.NewClient(queueTimeouts(cfg).conn(), redisconn.WithLogger(clog))
 	if err != nil {
 		_ = r.rdb.Close()
 		return nil, fmt.Errorf("%w: redis: %v", ErrInvalidConfig, err)
@@ -91,13 +100,17 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 		}
 	}
+	if err := r.startTracing(context.Background(), traceSettings, opts); err != nil {
+		r.closeEarly()
+		return nil, err
+	}
 	r.checks = health.NewRegistry(cfg.Health.Timeout)
 	r.metrics = metrics.New()
-	r.queue = newQueue(r.qrdb, cfg, log)
+	r.queue = newQueue(r.qrdb, cfg, log, r.tracer)
 
 	var store outbox.Store
 	if cfg.Outbox.Path != "" {
-		fs, err := outbox.OpenFile(cfg.Outbox.Path)
+		fs, err := outbox.OpenFile(cfg.Outbox.Path, outbox.WithLogger(log))
 		if err != nil {
 			r.closeEarly()
 			return nil, fmt.Errorf("outbox.path: %w", err)
@@ -110,6 +123,9 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 		MaxBytes:  cfg.Outbox.MaxBytes,
 		DrainRate: cfg.Outbox.DrainRate,
 		Logger:    log,
+		Tracer:    r.tracer,
+
+		MaxPayloadBytes: cfg.Worker.MaxPayloadBytes,
 	})
 	if err != nil {
 		r.closeEarly()
@@ -137,4 +153,5 @@ func (r *Runtime) closeEarly() {
 	_ = r.qrdb.Close()
 	_ = r.rdb.Close()
 	_ = r.probe.Close()
+	r.stopTracing()
 }

@@ -28,7 +28,7 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "worker health: at most one URL")
 		return ExitUsage
 	}
-	url := healthURL(fs.Arg(0))
+	url := adminURL(fs.Arg(0), "/readyz")
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -50,13 +50,16 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return ExitOK
 }
 
-func healthURL(arg string) string {
+// adminURL is the URL of path on the admin listener: arg (a URL, or a
+// host:port), with path added when arg has none; or, without arg,
+// http://$HEALTH_ADDR with path.
+func adminURL(arg, path string) string {
 	if arg != "" {
 		if !strings.Contains(arg, "://") {
 			arg = "http://" + arg
 		}
-		if strings.Count(arg, "/") == 2 { // no path: probe readiness
-			arg += "/readyz"
+		if strings.Count(arg, "/") == 2 { // no path
+			arg += path
 		}
 		return arg
 	}
@@ -67,7 +70,7 @@ func healthURL(arg string) string {
 	if strings.HasPrefix(addr, "0.0.0.0:") || strings.HasPrefix(addr, ":") {
 		addr = "127.0.0.1:" + addr[strings.LastIndex(addr, ":")+1:]
 	}
-	return "http://" + addr + "/readyz"
+	return "http://" + addr + path
 }
 
 // usageExit maps a flag parse error to an exit code: -h is not an error.

@@ -77,7 +77,9 @@ type Registry struct {
 	onRedisError func(error)
 	mem          *memoryStore
 	store        fallbackStore
-	named        map[string]*Limiter
+
+	namedMu sync.RWMutex
+	named   map[string]*Limiter // guarded by namedMu
 
 	ready atomic.Bool
 	rs    atomic.Pointer[limiter.Store] // ulule's Redis store, built on the first ready
@@ -303,16 +305,54 @@ func (r *Registry) newLimiter(name, rate, key string) (*Limiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Limiter{reg: r, name: name, rate: rt}, nil
+	l := &Limiter{reg: r, name: name}
+	l.rate.Store(&rt)
+	return l, nil
 }
 
 // Named returns the limiter configured as ratelimit.limits.<name>.
 func (r *Registry) Named(name string) (*Limiter, error) {
+	r.namedMu.RLock()
+	defer r.namedMu.RUnlock()
 	if l, ok := r.named[name]; ok {
 		return l, nil
 	}
 	names := slices.Sorted(maps.Keys(r.named))
 	return nil, fmt.Errorf("%w: %q (configured: %s)", ErrUnknownLimiter, name, strings.Join(names, ", "))
+}
+
+// SetLimits changes the named rates while limiters are in use, for a config
+// reload: each name of limits that exists gets its new rate at once (the
+// limiters that Named handed out follow it: the next check counts against
+// it, in the current window), and a new name is added. A name absent from
+// limits keeps its limiter and rate. Every rate is parsed first; a bad one
+// is an error naming its key, ratelimit.limits.<name>, and changes nothing.
+func (r *Registry) SetLimits(limits map[string]string) error {
+	rates := make(map[string]limiter.Rate, len(limits))
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(limits)) {
+		rt, err := parseRateAt("ratelimit.limits."+name, limits[name])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rates[name] = rt
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	r.namedMu.Lock()
+	defer r.namedMu.Unlock()
+	for name, rt := range rates {
+		if l, ok := r.named[name]; ok {
+			l.rate.Store(&rt)
+			continue
+		}
+		l := &Limiter{reg: r, name: name}
+		l.rate.Store(&rt)
+		r.named[name] = l
+	}
+	return nil
 }
 
 // get is one check through the fallback store, with the exact window end.

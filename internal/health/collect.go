@@ -69,6 +69,31 @@ func (h *Handler) Report(ctx context.Context) Report {
 			}
 		})
 	}
+	var warnings []string
+	if src.Warnings != nil {
+		run(func() {
+			o := h.warnings.do(ctx, h.budget(), src.Warnings)
+			record(sourceResult("warnings", o))
+			if o.err == nil {
+				warnings = o.val
+			}
+		})
+	}
+	if src.Config != nil {
+		run(func() {
+			o := h.config.do(ctx, h.budget(), src.Config)
+			record(sourceResult("config", o))
+			if o.err == nil {
+				c := o.val
+				if c.LastReload != nil {
+					lr := *c.LastReload
+					lr.Error = Redact(lr.Error)
+					c.LastReload = &lr
+				}
+				rep.Config = &c
+			}
+		})
+	}
 	if full && src.Ping != nil {
 		run(func() {
 			o := h.ping.do(ctx, h.budget(), src.Ping)
@@ -124,6 +149,9 @@ func (h *Handler) Report(ctx context.Context) Report {
 				c.CameBackEmptyAt.UTC().Format(time.RFC3339)))
 		}
 	}
+	for _, w := range warnings {
+		rep.Warnings = append(rep.Warnings, Redact(w))
+	}
 	if !full {
 		h.strip(&rep)
 	}
@@ -141,6 +169,9 @@ func (h *Handler) strip(rep *Report) {
 	}
 	for i := range rep.Checks {
 		rep.Checks[i].Error = ""
+	}
+	if rep.Config != nil && rep.Config.LastReload != nil {
+		rep.Config.LastReload.Error = ""
 	}
 	for i := range rep.Sources {
 		rep.Sources[i].Error = ""

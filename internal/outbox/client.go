@@ -12,7 +12,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
+
+	"github.com/taskhost/taskhost/internal/tracing"
 )
 
 // Defaults for the zero Options fields; they match the runtime's config.
@@ -37,12 +40,19 @@ type Options struct {
 	// DrainRate bounds delivery from the outbox, in tasks per second
 	// (default 2,000). math.Inf(1) removes the bound.
 	DrainRate float64
+	// MaxPayloadBytes bounds a task's payload: Submit refuses a larger one
+	// with a *PayloadError before anything is sent or held. 0 means no
+	// bound; the runtime sets worker.max_payload_bytes.
+	MaxPayloadBytes int
 	// CheckInterval is how often a non-empty outbox checks Ready on its
 	// own, besides Kick (default 1 s).
 	CheckInterval time.Duration
 	// Logger receives the outbox's few log lines, with component=outbox
 	// (default slog.Default()).
 	Logger *slog.Logger
+	// Tracer, when set, traces each Submit and each delivery from the
+	// outbox; nil (tracing off) adds nothing to either.
+	Tracer *tracing.Tracer
 }
 
 // Result is the outcome of Submit.
@@ -64,6 +74,8 @@ type Client struct {
 	opts  Options
 	log   *slog.Logger
 	lim   *rate.Limiter
+	// tracer is Options.Tracer; nil when tracing is off.
+	tracer *tracing.Tracer
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -131,6 +143,7 @@ func New(inner *asynq.Client, ready func() bool, opts Options) (*Client, error) 
 		opts:     opts,
 		log:      opts.Logger.With("component", "outbox"),
 		lim:      newLimiter(opts.DrainRate),
+		tracer:   opts.Tracer,
 		kick:     make(chan struct{}, 1),
 		loopDone: make(chan struct{}),
 		ids:      make(map[string]int),
@@ -151,19 +164,47 @@ func newLimiter(perSec float64) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(perSec), max(1, int(perSec/20))) // a burst of 50 ms
 }
 
-// load reads the held tasks of a persistent store into memory.
+// quarantiner is a Store that can set unreadable records aside.
+type quarantiner interface {
+	Quarantine(recs ...Record) error
+}
+
+// load reads the held tasks of a persistent store into memory. A record
+// that does not decode is moved to the store's quarantine (FileStore) and
+// reported in one ERROR line; the others load and drain.
 func (c *Client) load() error {
+	var bad []Record
+	var firstErr error
 	err := c.store.Load(func(r Record) error {
+		c.nextSeq = max(c.nextSeq, r.Seq+1)
 		s, err := decode(r.Data)
 		if err != nil {
-			return fmt.Errorf("outbox: stored task %d: %w", r.Seq, err)
+			if firstErr == nil {
+				firstErr = err
+			}
+			bad = append(bad, r)
+			return nil
 		}
 		c.add(&entry{seq: r.Seq, id: s.ID, data: r.Data, at: s.Accepted})
-		c.nextSeq = max(c.nextSeq, r.Seq+1)
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	if len(bad) > 0 {
+		seqs := make([]uint64, len(bad))
+		for i, r := range bad {
+			seqs[i] = r.Seq
+		}
+		where := "kept in place"
+		if q, ok := c.store.(quarantiner); ok {
+			if err := q.Quarantine(bad...); err != nil {
+				return fmt.Errorf("outbox: quarantine %d unreadable stored tasks: %w", len(bad), err)
+			}
+			where = "moved to the file's quarantine bucket"
+		}
+		c.log.Error("outbox held tasks that cannot be read; the others are delivered", "unreadable", len(bad),
+			"seqs", seqs, "where", where, "error", firstErr.Error())
 	}
 	if n := c.q.len(); n > 0 {
 		c.holding = true
@@ -205,19 +246,28 @@ func (c *Client) EnqueueContext(ctx context.Context, task *asynq.Task, opts ...a
 // meant at Submit.
 //
 // Errors: asynq's own (validation, ErrDuplicateTask, ErrTaskIDConflict)
-// as asynq returns them; ErrOutboxFull, wrapped, when the outbox is at a
-// bound; ErrClosed after Close; the context's error when ctx is done.
-func (c *Client) Submit(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (Result, error) {
+// as asynq returns them; a *PayloadError (ErrPayloadTooLarge) for a payload
+// above Options.MaxPayloadBytes; ErrOutboxFull, wrapped, when the outbox is
+// at a bound; ErrClosed after Close; the context's error when ctx is done.
+func (c *Client) Submit(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (res Result, err error) {
 	if c.closed.Load() {
 		return Result{}, ErrClosed
 	}
 	if task == nil {
 		return Result{}, errors.New("task cannot be nil")
 	}
+	if err := CheckPayload(task, c.opts.MaxPayloadBytes); err != nil {
+		return Result{}, err
+	}
 	id, ok := lastTaskID(taskOptions(task), opts)
 	if !ok {
 		id = uuid.NewString()
 		opts = append(opts[:len(opts):len(opts)], asynq.TaskID(id))
+	}
+	if c.tracer != nil {
+		var span trace.Span
+		ctx, task, span = c.traceSend(ctx, task, opts, id)
+		defer func() { tracing.EndSend(span, id, res.Held, err) }()
 	}
 	if !c.ready() {
 		return c.hold(ctx, task, opts, id, nil)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskhost/taskhost/internal/connerr"
 )
 
 // ErrClosed is returned by Wait when the monitor closes before the wanted state.
@@ -42,11 +44,13 @@ type Monitor struct {
 	restart     restartState
 
 	// Owned by the probe loop.
-	failSince  time.Time
-	lastReason string
-	backoff    time.Duration
-	lastProbe  time.Time
-	probes     uint64 // successful pings, for spacing the empty-restart check
+	failSince   time.Time
+	lastReason  string
+	problem     string // Misconfigured of the failing probe's error
+	toldProblem string // the problem last logged, so each is logged once
+	backoff     time.Duration
+	lastProbe   time.Time
+	probes      uint64 // successful pings, for spacing the empty-restart check
 }
 
 // NewMonitor returns a monitor of client in state Connecting and adds its hook
@@ -138,12 +142,17 @@ func (m *Monitor) setState(to State, reason string, extra ...any) {
 		return
 	}
 	attrs := append([]any{"from", from.String(), "to", to.String()}, extra...)
-	switch to {
-	case Ready:
+	switch {
+	case to == Ready:
 		m.log.Info("redis ready", attrs...)
-	case Reconnecting:
+	case (to == Reconnecting || to == Down) && m.problem != "":
+		if m.problem != m.toldProblem {
+			m.toldProblem = m.problem
+			m.log.Error(connerr.MisconfiguredHint(m.problem), append(attrs, "problem", m.problem, "reason", reason)...)
+		}
+	case to == Reconnecting:
 		m.log.Warn("redis connection lost; reconnecting", append(attrs, "reason", reason)...)
-	case Down:
+	case to == Down:
 		m.log.Error("redis down; reconnecting with backoff", append(attrs, "reason", reason)...)
 	default:
 		m.log.Info("redis monitor "+to.String(), attrs...)
