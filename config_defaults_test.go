@@ -69,7 +69,7 @@ func TestCompleteConfigsKeepZeros(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, loaded.complete)
 	loaded.Health.Timeout = 0
-	requireProblem(t, loaded.Validate(), "health.timeout", "is not a positive duration")
+	requireProblem(t, loaded.Validate(), "health.timeout", "0s is not")
 }
 
 // TestLiteralProblemsAllAtOnce: a literal's bad values are all named, each

@@ -71,7 +71,9 @@ func (r *Runtime) Subscribe(fn func(from, to State)) (unsubscribe func()) {
 // WaitReady waits until the connection is ready, and returns nil then (at
 // once when it is ready already), ctx's error when ctx ends first, or
 // ErrClosed when the runtime stops first. The monitor starts with Start:
-// before it, WaitReady waits for Start.
+// before it, WaitReady waits for Start. The cache and the limiter follow the
+// monitor on subscriptions of their own, so they switch to Redis moments
+// after it reports ready (Cache().Backend() and Limits().Backend() say when).
 func (r *Runtime) WaitReady(ctx context.Context) error {
 	err := r.monitor.Wait(ctx, redisconn.Ready)
 	if errors.Is(err, redisconn.ErrClosed) {

@@ -104,7 +104,7 @@ func run() error {
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		d, err := rt.Diagnostics(r.Context())
-		out := map[string]any{"state": d.State.String(), "cache": rt.Cache().Backend()}
+		out := map[string]any{"state": d.State.String(), "cache": rt.Cache().Backend(), "ratelimit": rt.Limits().Backend()}
 		if err == nil {
 			out["redis_version"], out["dbsize"], out["used_memory"] = d.Version, d.DBSize, d.UsedMemory
 		}
