@@ -10,7 +10,7 @@ import (
 )
 
 // ErrAlreadyStarted is returned by Start on a runtime that was started before.
-var ErrAlreadyStarted = errors.New("runtime: already started")
+var ErrAlreadyStarted = errors.New("taskhost: already started")
 
 // Start brings the worker up in this order:
 //

@@ -10,17 +10,9 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/taskhost/taskhost/internal/metrics"
 	"github.com/taskhost/taskhost/internal/outbox"
 	"github.com/taskhost/taskhost/ratelimit"
-)
-
-// Task outcomes, as logged and counted.
-const (
-	OutcomeSuccess     = "success"
-	OutcomeFailure     = "failure"
-	OutcomePanic       = "panic"
-	OutcomeRateLimited = "rate_limited"
-	OutcomeArchived    = "archived"
 )
 
 // PanicError is the error a recovered handler panic becomes. asynq retries
@@ -65,20 +57,20 @@ func outcome(ctx context.Context, err error, panicked bool) string {
 	var pe *PanicError
 	switch {
 	case panicked || errors.As(err, &pe):
-		return OutcomePanic
+		return metrics.OutcomePanic
 	case err == nil:
-		return OutcomeSuccess
+		return metrics.OutcomeSuccess
 	case errors.As(err, &limited):
-		return OutcomeRateLimited
+		return metrics.OutcomeRateLimited
 	case errors.Is(err, asynq.SkipRetry):
-		return OutcomeArchived
+		return metrics.OutcomeArchived
 	}
 	retried, ok1 := asynq.GetRetryCount(ctx)
 	max, ok2 := asynq.GetMaxRetry(ctx)
 	if ok1 && ok2 && retried >= max {
-		return OutcomeArchived
+		return metrics.OutcomeArchived
 	}
-	return OutcomeFailure
+	return metrics.OutcomeFailure
 }
 
 // observeMiddleware logs each task's id, type, queue, retry count, duration
@@ -104,11 +96,11 @@ func observeMiddleware(log *slog.Logger, obs taskObserver) asynq.MiddlewareFunc 
 				}
 				level, msg := slog.LevelInfo, "task done"
 				switch out {
-				case OutcomeRateLimited:
+				case metrics.OutcomeRateLimited:
 					level, msg = slog.LevelDebug, "task rate limited"
-				case OutcomePanic:
+				case metrics.OutcomePanic:
 					level, msg = slog.LevelError, "task panicked"
-				case OutcomeFailure, OutcomeArchived:
+				case metrics.OutcomeFailure, metrics.OutcomeArchived:
 					level, msg = slog.LevelWarn, "task failed"
 				}
 				if !log.Enabled(ctx, level) {
@@ -117,7 +109,7 @@ func observeMiddleware(log *slog.Logger, obs taskObserver) asynq.MiddlewareFunc 
 				attrs := []slog.Attr{slog.String("task_id", id), slog.String("type", t.Type()),
 					slog.String("queue", queue), slog.Int("retry", retried),
 					slog.Duration("duration", d), slog.String("outcome", out)}
-				if err != nil && out != OutcomePanic {
+				if err != nil && out != metrics.OutcomePanic {
 					attrs = append(attrs, slog.String("error", err.Error()))
 				}
 				log.LogAttrs(ctx, level, msg, attrs...)

@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskhost/taskhost/cache"
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/logswitch"
 	"github.com/taskhost/taskhost/internal/metrics"
 	"github.com/taskhost/taskhost/internal/outbox"
@@ -20,9 +20,15 @@ import (
 )
 
 // New builds a runtime from cfg without touching the network: the Redis
-// clients are lazy and the monitor starts with Start. It returns an error
-// matching ErrInvalidConfig for a bad config or an unknown plugin ID.
+// clients are lazy and the monitor starts with Start. The zero fields of a
+// Config built in Go take their defaults (see Config.WithDefaults), so
+//
+//	taskhost.New(taskhost.Config{Redis: taskhost.RedisConfig{URL: os.Getenv("REDIS_URL")}}, taskhost.Options{})
+//
+// is enough. It returns an error matching ErrInvalidConfig, naming every bad
+// key at once, for a bad config or an unknown plugin ID.
 func New(cfg Config, opts Options) (*Runtime, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -98,7 +104,7 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 		r.closeEarly()
 		return nil, err
 	}
-	r.checks = healthcheck.NewRegistry(cfg.Health.Timeout)
+	r.checks = health.NewRegistry(cfg.Health.Timeout)
 	r.metrics = metrics.New()
 	r.queue = newQueue(r.qrdb, cfg, log, r.tracer)
 	if err := r.addConfigSchedules(); err != nil {

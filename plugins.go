@@ -19,7 +19,8 @@ func (r *Runtime) newPluginSet() *pluginhost.Set {
 		Cache:    func(namespace string) cache.Store { return r.cache.Namespace(namespace) },
 		Limiter:  r.limits.Limiter,
 		AddCheck: r.checks.Add,
-		Enqueue:  r.client.EnqueueContext,
+		Enqueue:  (&Client{o: r.client}).EnqueueContext,
+		Redis:    r.rdb,
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
@@ -78,6 +79,12 @@ type Host interface {
 	// Enqueue enqueues through taskhost's client, which holds the task in
 	// the outbox while Redis is down.
 	Enqueue(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+	// Redis is the process's shared Redis client, for what the cache, the
+	// limiter and Enqueue do not cover. It has NO fallback: while Redis is
+	// down every call fails (within about a second; go-redis errors), and
+	// the plugin must handle that. Keys are not namespaced: prefix yours
+	// with the plugin's ID. Do not close it.
+	Redis() redis.UniversalClient
 }
 
 // DefaultTimeout is the timeout of plugin lifecycle calls when the runtime

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
@@ -101,6 +102,8 @@ func (h *host) AddCheck(c healthcheck.Check) {
 		h.refuse(err)
 	}
 }
+
+func (h *host) Redis() redis.UniversalClient { return h.set.deps.Redis }
 
 func (h *host) Enqueue(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
 	return h.set.deps.Enqueue(ctx, task, opts...)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
@@ -44,6 +45,8 @@ type Deps struct {
 	AddCheck func(c healthcheck.Check) error
 	// Enqueue enqueues through taskhost's client.
 	Enqueue func(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+	// Redis is the shared client that Host.Redis hands out.
+	Redis redis.UniversalClient
 }
 
 // Set hosts the plugins of one runtime: it provisions, starts, stops and

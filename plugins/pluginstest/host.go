@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/pluginhost"
 	"github.com/taskhost/taskhost/plugins"
 	"github.com/taskhost/taskhost/ratelimit"
@@ -48,6 +50,11 @@ type Options struct {
 	// CheckTimeout bounds RunCheck for checks without a Timeout. Default 1s,
 	// the health listener's default.
 	CheckTimeout time.Duration
+	// Redis is what Host.Redis returns. Default: a client of a Redis that
+	// is down, whose every call fails at once with redis.ErrClosed, so that
+	// a test sees how the plugin copes without Redis. Pass a client of a
+	// real redis-server to test the plugin's Redis calls.
+	Redis redis.UniversalClient
 }
 
 // Schedule is one periodic task that a plugin registered.
@@ -69,7 +76,7 @@ type Host struct {
 	logs *lockedBuffer
 	mux  *asynq.ServeMux
 	set  *pluginhost.Set
-	reg  *healthcheck.Registry // refuses what the runtime's refuses
+	reg  *health.Registry // refuses what the runtime's refuses
 
 	mu        sync.Mutex
 	schedules []Schedule
@@ -104,7 +111,12 @@ func NewHost(t testing.TB, opts Options) *Host {
 	if opts.CheckTimeout <= 0 {
 		opts.CheckTimeout = time.Second
 	}
-	h := &Host{t: t, opts: opts, mux: asynq.NewServeMux(), reg: healthcheck.NewRegistry(opts.CheckTimeout)}
+	if opts.Redis == nil {
+		down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:0"})
+		_ = down.Close()
+		opts.Redis = down
+	}
+	h := &Host{t: t, opts: opts, mux: asynq.NewServeMux(), reg: health.NewRegistry(opts.CheckTimeout)}
 	log := opts.Logger
 	if log == nil {
 		h.logs = &lockedBuffer{}
@@ -124,6 +136,7 @@ func NewHost(t testing.TB, opts Options) *Host {
 		Limiter:  opts.Limiter,
 		AddCheck: h.addCheck,
 		Enqueue:  h.enqueue,
+		Redis:    opts.Redis,
 	})
 	h.Host = h.set.Host(opts.ID)
 	return h
