@@ -52,7 +52,8 @@ func (f *workerFlags) override(name, key, usage string) {
 
 // loadOptions turns the flags the user set into config load options.
 func (f *workerFlags) loadOptions() taskhost.LoadOptions {
-	opts := taskhost.LoadOptions{Path: f.path, Dev: f.dev, Flags: map[string]any{}}
+	// The worker reports the plugins' problems with the rest, in one error.
+	opts := taskhost.LoadOptions{Path: f.path, Dev: f.dev, Flags: map[string]any{}, CheckPlugins: true}
 	f.fs.Visit(func(fl *flag.Flag) {
 		if fl.Name == "config" {
 			opts.PathExplicit = true
@@ -79,8 +80,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	cfg, err := taskhost.LoadConfig(f.loadOptions())
 	if err == nil && f.checkConfig {
-		// Plugins decode their own sections when provisioned.
-		err = taskhost.CheckConfig(ctx, cfg)
+		err = taskhost.CheckConfig(ctx, cfg) // also builds what New builds
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: config: %v\n", err)

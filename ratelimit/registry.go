@@ -273,6 +273,19 @@ func (r *Registry) Limiter(name, rate string) (*Limiter, error) {
 	return r.newLimiter(name, rate, "ratelimit: limiter "+name)
 }
 
+// LimiterRate is Limiter for a rate given as a count and a period, such as
+// limiter.Rate{Limit: 5, Period: 10 * time.Second}: any period, not only
+// ulule's S, M, H and D. The limit must be at least 1 and the period positive.
+func (r *Registry) LimiterRate(name string, rate limiter.Rate) (*Limiter, error) {
+	if name == "" {
+		return nil, fmt.Errorf("ratelimit: a limiter needs a name")
+	}
+	if rate.Limit < 1 || rate.Period <= 0 {
+		return nil, fmt.Errorf("ratelimit: limiter %s: %d per %s is %w (at least 1 event per a positive period)", name, rate.Limit, rate.Period, ErrBadRate)
+	}
+	return &Limiter{reg: r, name: name, rate: rate}, nil
+}
+
 func (r *Registry) newLimiter(name, rate, key string) (*Limiter, error) {
 	if name == "" {
 		return nil, fmt.Errorf("ratelimit: a limiter needs a name")
