@@ -3,6 +3,7 @@ package taskhost
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -61,10 +62,16 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 		_ = qraw.Close()
 		return nil, fmt.Errorf("%w: redis: %v", ErrInvalidConfig, err)
 	}
-	r.monitor = redisconn.NewMonitor(r.probe, redisconn.MonitorOptionsFrom(cfg.Redis.conn(), log))
+	// asynq's lines during an outage fold into the monitor's (outagelog.go).
+	r.fold = newOutageLog()
+	monOpts := redisconn.MonitorOptionsFrom(cfg.Redis.conn(), log)
+	monOpts.Annotate = r.fold.annotate
+	r.monitor = redisconn.NewMonitor(r.probe, monOpts)
 	// Failures and recoveries seen by either pool reach the monitor at once.
 	r.rdb.AddHook(r.monitor.Hook())
 	qraw.AddHook(r.monitor.Hook())
+	r.rdb.AddHook(r.fold.hook())
+	qraw.AddHook(r.fold.hook())
 	r.qrdb = newQueueClient(qraw, r.monitor.Ready, func(ctx context.Context) bool {
 		return r.monitor.Wait(ctx, redisconn.Ready) == nil
 	})
@@ -86,7 +93,8 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 	}
 	r.checks = healthcheck.NewRegistry(cfg.Health.Timeout)
 	r.metrics = metrics.New()
-	r.queue = newQueue(r.qrdb, cfg, log)
+	r.tasks.next = r.metrics
+	r.queue = newQueue(r.qrdb, cfg, slog.New(r.fold.handler(log.Handler())))
 
 	var store outbox.Store
 	if cfg.Outbox.Path != "" {

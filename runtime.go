@@ -66,9 +66,13 @@ type Runtime struct {
 	// taskLimit is the rate limit hook from ratelimit.tasks; nil when none.
 	taskLimit asynq.MiddlewareFunc
 
-	obs     *observer // what the health report shows that no component keeps
-	plugins *pluginhost.Set
-	unsub   []func()
+	obs   *observer   // what the health report shows that no component keeps
+	fold  *outageLog  // folds asynq's lines during an outage
+	tasks taskCounter // counts tasks in flight, for metrics and the stop log
+
+	unhandled handlerWatch // task types fetched without a handler
+	plugins   *pluginhost.Set
+	unsub     []func()
 
 	mu       sync.Mutex
 	phase    phase

@@ -58,8 +58,9 @@ func New(client redis.UniversalClient, opts Options) *Cache {
 // (see ValidateNamespace).
 func (f *Cache) Namespace(ns string) Store { return f.c.namespace(ns) }
 
-// SetRedisReady marks Redis ready or not. A change is logged once and
-// counted; switching to Redis drops the memory entries. It is safe to call
+// SetRedisReady marks Redis ready or not. A change is counted and logged
+// once, at DEBUG: whoever tells the state (the runtime's connection
+// monitor) reports the outage. Switching to Redis drops the memory entries. It is safe to call
 // concurrently with traffic.
 func (f *Cache) SetRedisReady(ready bool) {
 	f.mu.Lock()
@@ -70,12 +71,12 @@ func (f *Cache) SetRedisReady(ready bool) {
 	f.ready.Store(ready)
 	f.switches.Add(1)
 	if !ready {
-		f.log.Warn("cache switched to memory: Redis is not ready", "backend", BackendMemory)
+		f.log.Debug("cache switched to memory: Redis is not ready", "backend", BackendMemory)
 		return
 	}
 	f.dirty.Store(false)
 	dropped := f.mem.clear()
-	f.log.Info("cache switched to Redis; memory entries dropped", "backend", BackendRedis, "dropped", dropped)
+	f.log.Debug("cache switched to Redis; memory entries dropped", "backend", BackendRedis, "dropped", dropped)
 }
 
 // Backend returns BackendRedis while marked ready, BackendMemory otherwise.

@@ -39,8 +39,10 @@ type Options struct {
 	// Limits are the configured named rates, ratelimit.limits.<name>, e.g.
 	// {"api": "100-S"}. Named hands them out.
 	Limits map[string]string
-	// Logger receives one line per backend switch; slog.Default() when nil.
-	// The attribute component=ratelimit is added.
+	// Logger receives one line per backend switch, at DEBUG (whoever calls
+	// SetRedisReady reports the outage: the runtime's connection monitor),
+	// and a warning when the Redis scripts cannot be loaded; slog.Default()
+	// when nil. The attribute component=ratelimit is added.
 	Logger *slog.Logger
 	// OnRedisError, when set, is called for each check that Redis failed
 	// with a connection-type error while the Registry was marked ready. That
@@ -230,9 +232,16 @@ func (r *Registry) buildLocked() {
 		Prefix: strings.TrimSuffix(KeyPrefix, ":"),
 	})
 	if err != nil {
+		// ulule's error carries a stack trace that slog would print in
+		// full (%+v): log its message. A Redis that cannot be reached is
+		// the monitor's to report; one that refuses the scripts is news.
 		if !r.buildFailed {
-			r.log.Warn("cannot load the rate limit scripts into Redis; counting stays in memory, per instance",
-				"error", err)
+			level := slog.LevelWarn
+			if unavailable(err) {
+				level = slog.LevelDebug
+			}
+			r.log.Log(context.Background(), level, "cannot load the rate limit scripts into Redis; counting stays in memory, per instance",
+				"error", strings.ReplaceAll(err.Error(), "\n", " "))
 		}
 		r.buildFailed = true
 		return
@@ -251,10 +260,10 @@ func (r *Registry) noteBackendLocked() {
 	r.switches.Add(1)
 	if now == BackendRedis {
 		r.mem.drop() // stale per-instance counts must not return at the next outage
-		r.log.Info("rate limiting is on Redis; limits are global again", "backend", now)
+		r.log.Debug("rate limiting is on Redis; limits are global again", "backend", now)
 		return
 	}
-	r.log.Warn("rate limiting moved to memory while Redis is not ready; limits apply per instance",
+	r.log.Debug("rate limiting moved to memory while Redis is not ready; limits apply per instance",
 		"backend", now)
 }
 

@@ -75,7 +75,7 @@ func setup(t *testing.T, opts ...setupOpts) *env {
 	e.admin = adminClient(t, e.srv.Addr())
 	reg, err := ratelimit.New(e.client, ratelimit.Options{
 		Limits:       o.limits,
-		Logger:       slog.New(slog.NewTextHandler(e.log, nil)),
+		Logger:       slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		OnRedisError: func(error) { e.redisErrs.Add(1) },
 	})
 	require.NoError(t, err)
