@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskhost/taskhost/internal/tracing"
 	"github.com/taskhost/taskhost/ratelimit"
 )
 
@@ -35,12 +36,13 @@ type queue struct {
 	hub      *wakeHub
 	halt     chan struct{}
 	haltOnce sync.Once
+	fetchers []*fetchClient // one per server
 }
 
 // newQueue builds asynq's server, scheduler and inspector on rdb. None of
 // them closes rdb: asynq's …FromRedisClient constructors leave that to the
 // runtime, which closes it last.
-func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *queue {
+func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *tracing.Tracer) *queue {
 	alog := asynqLogger{l: log.With("component", "asynq")}
 	level := asynqLevel(cfg.Log)
 	w := cfg.Worker
@@ -71,16 +73,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *queue {
 		queues = append(queues, name)
 	}
 	if wakeup := strings.ToLower(w.Wakeup); wakeup != WakeupOff {
-		pollOnly := ""
-		switch {
-		case wakeup == WakeupPoll:
-			pollOnly = "worker.wakeup is poll"
-		case cfg.Redis.Mode == ModeCluster:
-			pollOnly = "Redis Cluster (keyspace notifications are per node)"
-		case cfg.Redis.Mode == ModeEmbedded:
-			pollOnly = "the embedded Redis has no keyspace notifications"
-		}
-		q.hub = newWakeHub(raw, ready, await, queues, w.Fetchers, pollOnly, log.With("component", "queue"))
+		q.hub = newWakeHub(wakeHubConfig(cfg, raw, ready, await, queues, log.With("component", "queue")))
 	}
 	var pipe redis.Cmdable
 	if w.AutoPipeline && len(concurrencyShares(w.Concurrency, w.Fetchers)) > 1 {
@@ -94,9 +87,10 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *queue {
 			fc.idle = notifyWaitExtra
 			fc.standby = standbyWhileDown(ready, await)
 		}
+		q.fetchers = append(q.fetchers, fc)
 		q.servers = append(q.servers, asynq.NewServerFromRedisClient(fc, c))
 	}
-	q.scheduler = asynq.NewSchedulerFromRedisClient(rdb, &asynq.SchedulerOpts{
+	sopts := &asynq.SchedulerOpts{
 		Logger:   alog,
 		LogLevel: level,
 		Location: time.UTC,
@@ -105,7 +99,14 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger) *queue {
 				log.Warn("scheduled enqueue failed", "component", "scheduler", "error", err)
 			}
 		},
-	})
+	}
+	if tr != nil { // tracing.go: a span per tick
+		st, logFailure := newScheduleTracer(tr), sopts.PostEnqueueFunc
+		sopts.PreEnqueueFunc = st.pre
+		sopts.PostEnqueueFunc = func(info *asynq.TaskInfo, err error) { st.post(info, err); logFailure(info, err) }
+		sopts.EnqueueErrorHandler = st.failed
+	}
+	q.scheduler = asynq.NewSchedulerFromRedisClient(rdb, sopts)
 	q.inspector = asynq.NewInspectorFromRedisClient(rdb)
 	return q
 }

@@ -19,6 +19,7 @@ type Config struct {
 	RateLimit RateLimitConfig           `koanf:"ratelimit"`
 	Outbox    OutboxConfig              `koanf:"outbox"`
 	UI        UIConfig                  `koanf:"ui"`
+	Tracing   TracingConfig             `koanf:"tracing"`
 	Plugins   map[string]map[string]any `koanf:"plugins"`
 }
 
@@ -105,9 +106,11 @@ type WorkerConfig struct {
 	// Fetchers is how many asynq servers share Concurrency, each fetching
 	// tasks on its own (see runtime/fetchers.go).
 	Fetchers int `koanf:"fetchers"`
-	// Wakeup selects how idle fetchers learn of new tasks: auto (Redis
-	// keyspace notifications where allowed, else adaptive polling), poll
-	// (adaptive polling only; never CONFIG SET) or off (asynq's own 1 s poll).
+	// Wakeup selects how idle fetchers learn of new tasks: auto (blocking
+	// reads on the pending lists; only reads, never changes the server's
+	// config), notify (Redis keyspace notifications, turned on with CONFIG
+	// SET: changes the server's config; blocking reads where refused), poll
+	// (adaptive polling only) or off (asynq's own 1 s poll).
 	Wakeup string `koanf:"wakeup"`
 	// AutoPipeline batches asynq's scripts other than the dequeue (task
 	// done, retry, archive...) from concurrent workers into pipelines, with
@@ -121,6 +124,10 @@ type HealthConfig struct {
 	Addr    string        `koanf:"addr"`
 	Detail  string        `koanf:"detail"` // full|minimal
 	Timeout time.Duration `koanf:"timeout"`
+	// Pprof serves Go's profiles (net/http/pprof) at /debug/pprof/ on the
+	// admin listener: off by default; a listener that is not loopback
+	// needs the ui.auth credentials.
+	Pprof bool `koanf:"pprof"`
 }
 
 // Cache configures the cache store.
@@ -162,6 +169,19 @@ type UIAuthConfig struct {
 	Username string `koanf:"username"`
 	Password string `koanf:"password"`
 	Token    string `koanf:"token"`
+}
+
+// TracingConfig configures OpenTelemetry tracing beyond what the standard
+// OTEL_* environment variables say (they configure the exporter, sampler and
+// resource; see docs/observability.md).
+type TracingConfig struct {
+	// Enabled turns tracing on even when no OTEL_EXPORTER_OTLP_ENDPOINT is
+	// set (spans then go to http://localhost:4318). OTEL_SDK_DISABLED=true
+	// keeps it off either way.
+	Enabled bool `koanf:"enabled"`
+	// RedisCommands adds a span per Redis command made in a task's or an
+	// enqueue's context, through go-redis' own instrumentation. Chatty.
+	RedisCommands bool `koanf:"redis_commands"`
 }
 
 // Default returns the built-in defaults, the first layer.

@@ -42,7 +42,7 @@ const (
 	formWeight        = "a queue weight (integer >= 1; asynq v0.26.0 silently ignores a queue whose weight is <= 0)"
 	formMaxRetry      = "a retry count (integer >= 0)"
 	formFetchers      = "a fetcher count (integer >= 1)"
-	formWakeup        = "a wake-up source (auto, poll or off)"
+	formWakeup        = "a wake-up source (auto, notify, poll or off)"
 	formLevel         = "a log level (debug, info, warn or error)"
 	formFormat        = "a log format (text or json)"
 	formDetail        = "a detail level (full or minimal)"
@@ -153,6 +153,7 @@ func (c Config) problems() config.Problems {
 		k.not("outbox.drain_rate", c.Outbox.DrainRate, formDrainRate)
 	}
 	c.checkUI(k)
+	c.checkPprof(k)
 	return ps
 }
 
@@ -334,7 +335,7 @@ func (w WorkerConfig) check(k check) {
 	k.positive("worker.retry_base_delay", w.RetryBaseDelay)
 	k.positive("worker.retry_max_delay", w.RetryMaxDelay)
 	k.min("worker.fetchers", int64(w.Fetchers), 1, formFetchers)
-	k.oneOf("worker.wakeup", w.Wakeup, formWakeup, "auto", "poll", "off")
+	k.oneOf("worker.wakeup", w.Wakeup, formWakeup, "auto", "notify", "poll", "off")
 	if w.RetryBaseDelay > 0 && w.RetryMaxDelay > 0 && w.RetryBaseDelay > w.RetryMaxDelay {
 		k.ps.Add("worker.retry_base_delay", fmt.Sprintf("%s is more than worker.retry_max_delay (%s); expected retry_base_delay <= retry_max_delay", w.RetryBaseDelay, w.RetryMaxDelay))
 	}
@@ -362,6 +363,16 @@ func (c Config) checkUI(k check) {
 	if !isLoopback(addr) && !basic && ui.Auth.Token == "" {
 		k.ps.Add("ui.auth", fmt.Sprintf("required when the UI listens on %q (%s), which is not loopback: "+
 			"set ui.auth.username and ui.auth.password, or ui.auth.token, or listen on 127.0.0.1", addr, from))
+	}
+}
+
+// checkPprof requires credentials for the pprof endpoints on a listener
+// that is not loopback.
+func (c Config) checkPprof(k check) {
+	a := c.UI.Auth
+	if c.Health.Pprof && !isLoopback(c.Health.Addr) && !(a.Username != "" && a.Password != "") && a.Token == "" {
+		k.ps.Add("health.pprof", fmt.Sprintf("needs the ui.auth credentials (ui.auth.username and ui.auth.password, or ui.auth.token) "+
+			"when health.addr %q is not loopback, or listen on 127.0.0.1", c.Health.Addr))
 	}
 }
 

@@ -96,7 +96,7 @@ func TestValidateRules(t *testing.T) {
 		{"retry delay order", func(c *Config) { c.Worker.RetryBaseDelay = 2 * time.Hour }, "worker.retry_base_delay",
 			"2h0m0s is more than worker.retry_max_delay (1h0m0s)"},
 		{"fetchers", func(c *Config) { c.Worker.Fetchers = 0 }, "worker.fetchers", "0 is not a fetcher count (integer >= 1)"},
-		{"wakeup", func(c *Config) { c.Worker.Wakeup = "push" }, "worker.wakeup", `"push" is not a wake-up source (auto, poll or off)`},
+		{"wakeup", func(c *Config) { c.Worker.Wakeup = "push" }, "worker.wakeup", `"push" is not a wake-up source (auto, notify, poll or off)`},
 		{"log level", func(c *Config) { c.Log.Level = "trace" }, "log.level", `"trace" is not a log level (debug, info, warn or error)`},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, "log.format", `"xml" is not a log format (text or json)`},
 		{"health addr", func(c *Config) { c.Health.Addr = "8080" }, "health.addr",
@@ -120,6 +120,8 @@ func TestValidateRules(t *testing.T) {
 			`required when the UI listens on ":8081" (ui.addr), which is not loopback`},
 		{"ui username only", func(c *Config) { c.UI.Enabled = true; c.UI.Auth.Username = "admin" }, "ui.auth.password", "required when ui.auth.username is set"},
 		{"ui password only", func(c *Config) { c.UI.Enabled = true; c.UI.Auth.Password = "pw" }, "ui.auth.username", "required when ui.auth.password is set"},
+		{"pprof open", func(c *Config) { c.Health.Pprof = true; c.Health.Addr = ":8080" }, "health.pprof",
+			`needs the ui.auth credentials (ui.auth.username and ui.auth.password, or ui.auth.token) when health.addr ":8080" is not loopback`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

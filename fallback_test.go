@@ -127,11 +127,14 @@ func fallbackOutage(t *testing.T, frozen bool) {
 		before = append(before, e.step(t, "k2", "v2"))
 		time.Sleep(time.Millisecond)
 	}
+	// The monitor may see the outage before the first round (asynq's own
+	// traffic nudges it); then there is nothing to bound.
 	sort.Slice(before, func(i, j int) bool { return before[i] < before[j] })
-	require.NotEmpty(t, before)
-	t.Logf("before detection: %d rounds in %s, slowest call %s", len(before),
-		time.Since(downAt).Round(time.Millisecond), before[len(before)-1].Round(time.Millisecond))
-	require.LessOrEqual(t, before[len(before)-1], beforeDetectionBound)
+	if len(before) > 0 {
+		t.Logf("before detection: %d rounds in %s, slowest call %s", len(before),
+			time.Since(downAt).Round(time.Millisecond), before[len(before)-1].Round(time.Millisecond))
+		require.LessOrEqual(t, before[len(before)-1], beforeDetectionBound)
+	}
 
 	// Down: memory only, no dial waits.
 	var slowest time.Duration

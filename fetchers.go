@@ -113,8 +113,9 @@ type fetchClient struct {
 	// The rest is used only by asynq's processor goroutine, the one caller
 	// of the dequeue script.
 	round    []dequeueCall
-	timedOut bool // the last wait ended without a wake-up, notifications on
+	timedOut bool // the last wait ended without a wake-up, a source live
 	polled   bool // the last wait ended without a wake-up, polling
+	woken    bool // the last wait ended with a wake-up
 }
 
 // dequeueCall is one call of the dequeue script, as asynq made it.
@@ -266,28 +267,28 @@ func (f *fetchClient) observe(ctx context.Context, cmd *redis.Cmd, call dequeueC
 
 // waitRerun waits for a wake-up and runs the round again; it returns nil
 // when the wait ends without one, and asynq sees its queues empty. The wait
-// is bounded by the fetcher's idle bound with notifications, by the adaptive
-// poll without; the mode is read again after each wake-up, since it changes
-// when the subscription comes or goes.
+// is bounded by the fetcher's idle bound while a source is live, by the
+// adaptive poll otherwise; the mode is read again after each wake-up, since
+// it changes when the source comes or goes.
 func (f *fetchClient) waitRerun(ctx context.Context, round []dequeueCall) *redis.Cmd {
 	start := time.Now()
 	for {
-		notify := f.hub.notify.Load()
+		live := f.hub.live.Load()
 		d := f.idle
-		if !notify {
+		switch {
+		case !live:
 			d = f.hub.pollWait(f.idle)
+		case f.hub.source() == WakeupBlock:
+			d = max(d, blockLook)
 		}
-		if notify {
-			f.hub.enterWait()
-		}
+		f.hub.enterWait()
 		key, woke := f.hub.wait(f.halt, d-time.Since(start))
-		if notify {
-			f.hub.leaveWait()
-		}
+		f.hub.leaveWait()
 		if !woke {
-			f.timedOut, f.polled = notify, !notify
+			f.timedOut, f.polled, f.woken = live, !live, false
 			return nil
 		}
+		f.woken = true
 		for _, c := range round {
 			res := f.run(ctx, c)
 			switch err := res.Err(); {
@@ -312,8 +313,9 @@ func (f *fetchClient) run(ctx context.Context, c dequeueCall) *redis.Cmd {
 }
 
 // found notes a task: polling stays fast (and wakes the other fetchers
-// after an idle poll), and a task that the safety poll found without a
-// wake-up counts as a missed notification.
+// after an idle poll), a task that the safety poll found without a wake-up
+// counts as a missed notification, and the first task after a blocking
+// read's wake-up passes the wake-up on (see wakeHub.passOn).
 func (f *fetchClient) found() {
 	f.hub.lastFound.Store(time.Now().UnixNano())
 	if f.timedOut && len(f.hub.tokens) == 0 {
@@ -322,7 +324,10 @@ func (f *fetchClient) found() {
 	if f.polled { // work after an idle poll: bring the other fetchers back
 		f.hub.wakeAll()
 	}
-	f.timedOut, f.polled = false, false
+	if f.woken {
+		f.hub.passOn()
+	}
+	f.timedOut, f.polled, f.woken = false, false, false
 }
 
 // mutePaused mutes the wake-ups of a queue that was woken but gave nothing

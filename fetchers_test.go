@@ -166,7 +166,7 @@ func TestWakeupPlainClientTaskStartsFast(t *testing.T) {
 	t.Parallel()
 	e := spdSetup(t, nil)
 	e.start(t)
-	e.waitSource(t, taskhost.WakeupNotify)
+	e.waitSource(t, taskhost.WakeupBlock)
 	// Idle for longer than the hub's gate: idle fetchers keep the
 	// subscription, so the first task starts at once too.
 	time.Sleep(800 * time.Millisecond)
@@ -190,57 +190,13 @@ func TestWakeupPlainClientTaskStartsFast(t *testing.T) {
 	require.Less(t, lat[0], 50*time.Millisecond, "the first task, into a worker idle since its start")
 }
 
-// With CONFIG renamed away (as on many managed Redis services) the worker
-// says once that notifications are unavailable and finds tasks by polling.
-func TestWakeupFallsBackToPollingWithoutConfig(t *testing.T) {
-	t.Parallel()
-	e := spdSetup(t, func(c *taskhost.Config) { c.Log.Level = "info" },
-		redistest.Options{Args: []string{"--rename-command", "CONFIG", ""}})
-	var logs spdLog
-	e.rt = startRuntime(t, e.cfg, &logs)
-	waitState(t, e.rt, 5*time.Second, "ready")
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "keyspace notifications are unavailable") },
-		5*time.Second, 10*time.Millisecond)
-	require.Equal(t, taskhost.WakeupPoll, e.rt.WakeupSource())
-
-	// The first task of an idle worker is found within the idle bound (1 s,
-	// as asynq's own poll); while tasks flow the poll is fast.
-	e.enqueue(t)
-	e.waitCount(t, 1, 3*time.Second)
-	for range 50 {
-		e.enqueue(t)
-		time.Sleep(2 * time.Millisecond)
-	}
-	e.waitCount(t, 51, 5*time.Second)
-	e.rec.mu.Lock()
-	flowing := slices.Clone(e.rec.latency[1:])
-	e.rec.mu.Unlock()
-	require.Less(t, percentile(flowing, 0.5), 50*time.Millisecond, "median start latency while tasks flow, polling")
-	require.Equal(t, 1, strings.Count(logs.String(), "keyspace notifications are unavailable"), "said once")
-}
-
-// Notifications preset by an operator work even where CONFIG is refused:
-// the probe list proves they arrive.
-func TestWakeupUsesPresetNotificationsWithoutConfig(t *testing.T) {
-	t.Parallel()
-	e := spdSetup(t, nil, redistest.Options{Args: []string{"--notify-keyspace-events", "Kl", "--rename-command", "CONFIG", ""}})
-	e.start(t)
-	e.waitSource(t, taskhost.WakeupNotify)
-	time.Sleep(50 * time.Millisecond) // idle
-	e.enqueue(t)
-	e.waitCount(t, 1, 2*time.Second)
-	e.rec.mu.Lock()
-	defer e.rec.mu.Unlock()
-	require.Less(t, e.rec.latency[0], 100*time.Millisecond)
-}
-
 // A scheduled task, moved to its queue by asynq's forwarder (an LPUSH),
 // wakes an idle worker too.
 func TestWakeupScheduledTaskStartsWhenDue(t *testing.T) {
 	t.Parallel()
 	e := spdSetup(t, nil)
 	e.start(t)
-	e.waitSource(t, taskhost.WakeupNotify)
+	e.waitSource(t, taskhost.WakeupBlock)
 	due := time.Now().Add(300 * time.Millisecond)
 	e.enqueue(t, asynq.ProcessAt(due))
 	e.waitCount(t, 1, 5*time.Second)
@@ -339,7 +295,7 @@ func TestWakeupPausedQueue(t *testing.T) {
 	t.Parallel()
 	e := spdSetup(t, func(c *taskhost.Config) { c.Worker.Fetchers = 2 })
 	e.start(t)
-	e.waitSource(t, taskhost.WakeupNotify)
+	e.waitSource(t, taskhost.WakeupBlock)
 	require.NoError(t, e.ins.PauseQueue("default"))
 	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -382,7 +338,7 @@ func TestFetchersStopFetchingStopsAll(t *testing.T) {
 	t.Parallel()
 	e := spdSetup(t, func(c *taskhost.Config) { c.Worker.Fetchers = 3 })
 	e.start(t)
-	e.waitSource(t, taskhost.WakeupNotify)
+	e.waitSource(t, taskhost.WakeupBlock)
 	t0 := time.Now()
 	e.rt.StopFetching()
 	require.Less(t, time.Since(t0), time.Second, "idle fetchers stop at once")
@@ -453,28 +409,6 @@ func (l *spdLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-// A restarted Redis forgets CONFIG SET: the worker sets it again, and a task
-// from a plain client starts fast again, without a worker restart.
-func TestWakeupSurvivesRedisRestart(t *testing.T) {
-	t.Parallel()
-	e := spdSetup(t, nil)
-	e.start(t)
-	e.waitSource(t, taskhost.WakeupNotify)
-	e.redis.MustRestart(t)
-	waitState(t, e.rt, 10*time.Second, "ready")
-	e.waitSource(t, taskhost.WakeupNotify)
-	require.Eventually(t, func() bool {
-		_, err := e.ins.Queues() // the plain client's pool reconnects
-		return err == nil
-	}, 5*time.Second, 20*time.Millisecond)
-	time.Sleep(50 * time.Millisecond) // idle
-	e.enqueue(t)
-	e.waitCount(t, 1, 3*time.Second)
-	e.rec.mu.Lock()
-	defer e.rec.mu.Unlock()
-	require.Less(t, e.rec.latency[0], 100*time.Millisecond)
 }
 
 // The runtime as it was before wake-ups and fetchers (one server, asynq's

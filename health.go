@@ -14,7 +14,9 @@ import (
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/connerr"
 	"github.com/taskhost/taskhost/internal/redisconn"
+	"github.com/taskhost/taskhost/internal/reload"
 	"github.com/taskhost/taskhost/ratelimit"
 )
 
@@ -100,6 +102,7 @@ func (r *Runtime) healthHandler() http.Handler {
 			Redis:      whenReady(r, healthcheck.InfoFunc(r.rdb)),
 			Queues:     whenReady(r, healthcheck.QueuesFunc(r.queue.inspector)),
 			Fallbacks:  func(context.Context) ([]healthcheck.Fallback, error) { return r.fallbacks(), nil },
+			Config:     func(context.Context) (healthcheck.ConfigInfo, error) { return r.rl.info(), nil },
 		},
 		Ready:     r.ready,
 		Gatherer:  r.metrics.Gatherer(),
@@ -231,7 +234,7 @@ func (h connHook) DialHook(next redis.DialHook) redis.DialHook {
 		switch {
 		case err == nil:
 			h.o.dialed(cn.RemoteAddr().String())
-		case redisconn.IsNetworkError(err):
+		case connerr.Down(err):
 			h.o.failed(err)
 		}
 		return cn, err
@@ -241,7 +244,7 @@ func (h connHook) DialHook(next redis.DialHook) redis.DialHook {
 func (h connHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if err != nil && redisconn.IsNetworkError(err) {
+		if connerr.Down(err) {
 			h.o.failed(err)
 		}
 		return err
@@ -251,7 +254,7 @@ func (h connHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h connHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := next(ctx, cmds)
-		if err != nil && redisconn.IsNetworkError(err) {
+		if connerr.Down(err) {
 			h.o.failed(err)
 		}
 		return err
@@ -290,6 +293,8 @@ const WorkerHeader = "X-Taskhost-Worker"
 func (r *Runtime) adminMux() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/", r.healthHandler())
+	mux.Handle(reload.Path, r.reloadHandler())
+	r.mountPprof(mux)
 	if err := r.mountUI(mux); err != nil {
 		return nil, err
 	}

@@ -56,7 +56,8 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 		r.embedded = m
 		undo = append(undo, func() { m.Close() })
 	}
-	// 3. Cache, limiter and client follow the monitor from its first state.
+	// 3. Cache and limiter follow the monitor since New (watchReady); the
+	// outbox and the metrics from its first state.
 	r.unsub = append(r.unsub, r.monitor.Subscribe(r.onState))
 	r.onState(r.monitor.State(), r.monitor.State())
 	r.monitor.Start()
@@ -105,21 +106,20 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 // finish and asynq requeues the rest. The Redis clients close last. Stop may
 // be called more than once; later calls return nil at once.
 func (r *Runtime) Stop(ctx context.Context) error {
+	r.rl.mu.Lock() // a reload under way finishes first (reload.go)
 	r.mu.Lock()
-	switch r.phase {
+	was := r.phase
+	r.phase = phaseStopped
+	r.mu.Unlock()
+	r.rl.mu.Unlock()
+	switch was {
 	case phaseNew: // never started: release what New built
-		r.phase = phaseStopped
-		r.mu.Unlock()
 		r.closeConnection()
 		return nil
 	case phaseRunning:
 	default:
-		r.phase = phaseStopped
-		r.mu.Unlock()
 		return nil
 	}
-	r.phase = phaseStopped
-	r.mu.Unlock()
 
 	// The steps are detail; the stop is one line when it is done, and one
 	// before it if in-flight tasks make it wait.
@@ -174,7 +174,8 @@ func (r *Runtime) Run(ctx context.Context) error {
 }
 
 // closeConnection closes, in order, the outbox client, the monitor, the
-// Redis clients and the embedded Redis. The clients close last of all.
+// Redis clients and the embedded Redis, then exports the spans still
+// buffered. The clients close last of all.
 func (r *Runtime) closeConnection() {
 	for _, u := range r.unsub {
 		u()
@@ -200,21 +201,24 @@ func (r *Runtime) closeConnection() {
 	if r.embedded != nil {
 		r.embedded.Close()
 	}
+	r.stopTracing()
 }
 
-// handler is the mux behind the middleware, from the outside in: panic
-// recovery; logging and metrics; the default task timeout; rounding a rate
+// handler is the mux behind the middleware, from the outside in: the
+// task's span (only with tracing on); panic recovery; logging and metrics; the default task timeout; rounding a rate
 // limit's retry time up to asynq's whole seconds; the rate limit hook; the
 // answer to a task without a handler; the handler.
 func (r *Runtime) handler() asynq.Handler {
-	h := r.noHandlerMiddleware(r.queue.mux)
-	if r.taskLimit != nil {
-		h = r.taskLimit(h)
-	}
+	r.rl.tasks = newTaskLimits(r.noHandlerMiddleware(r.queue.mux), r.taskLimit) // a reload swaps it
+	var h asynq.Handler = r.rl.tasks
 	h = retryAtSecondMiddleware(h)
 	h = timeoutMiddleware(r.cfg.Worker.TaskTimeout)(h)
 	h = observeMiddleware(r.log.With("component", "task"), &r.tasks)(h)
-	return recoverMiddleware(r.log.With("component", "task"))(h)
+	h = recoverMiddleware(r.log.With("component", "task"))(h)
+	if r.tracer != nil {
+		h = traceMiddleware(r.tracer)(h)
+	}
+	return h
 }
 
 func (r *Runtime) healthAddr() string {

@@ -8,20 +8,25 @@ import (
 	"strings"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/taskhost/taskhost/internal/logswitch"
 )
 
 // NewLogger returns the process logger for cfg: text for terminals, JSON for
-// production.
+// production. A runtime given this logger in Options.Logger applies a
+// reloaded log.level and log.format to it, and to every logger derived
+// from it.
 func NewLogger(cfg LogConfig, w io.Writer) *slog.Logger {
+	return slog.New(logswitch.New(w, logLevel(cfg), cfg.Format))
+}
+
+// logLevel is cfg.Level as a slog level; validation has checked it.
+func logLevel(cfg LogConfig) slog.Level {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
 		level = slog.LevelInfo
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return level
 }
 
 // asynqLogger adapts asynq's Logger interface to slog, under component=asynq.

@@ -48,7 +48,7 @@ func recoverMiddleware(log *slog.Logger) asynq.MiddlewareFunc {
 				if v := recover(); v != nil {
 					pe := &PanicError{Value: v, Stack: debug.Stack()}
 					id, _ := asynq.GetTaskID(ctx)
-					log.Error("handler panic recovered", "task_id", id, "type", t.Type(),
+					log.ErrorContext(ctx, "handler panic recovered", "task_id", id, "type", t.Type(),
 						"panic", fmt.Sprint(v), "stack", string(pe.Stack))
 					err = pe
 				}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/logswitch"
 	"github.com/taskhost/taskhost/internal/metrics"
 	"github.com/taskhost/taskhost/internal/outbox"
 	"github.com/taskhost/taskhost/internal/redisconn"
@@ -26,6 +27,10 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	traceSettings, err := resolveTracing(cfg)
+	if err != nil {
+		return nil, err
+	}
 	log := opts.Logger
 	if log == nil {
 		w := opts.LogOutput
@@ -34,16 +39,20 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 		}
 		log = NewLogger(cfg.Log, w)
 	}
+	logs, _ := log.Handler().(*logswitch.Handler) // reloadable when it came from NewLogger
+	if traceSettings.Enabled || opts.TracerProvider != nil {
+		log = traceLogger(log)
+	}
 	// go-redis logs each failed dial itself; route it to slog at DEBUG so an
 	// outage is reported once, by the monitor. The logger is process-wide:
 	// the first runtime's logger serves them all.
 	setLibraryLogger.Do(func() { redis.SetLogger(redisconn.LibraryLogger(log)) })
 	r := &Runtime{cfg: cfg, log: log, version: opts.Version, born: time.Now()}
+	r.rl.init(cfg, opts.ConfigSource, logs)
 	if redisconn.InsecureTLS(cfg.Redis.conn()) {
 		log.Warn("redis.tls.insecure_skip_verify is on: the Redis server's certificate is not verified", "component", "redis")
 	}
 
-	var err error
 	clog := log.With("component", "redis")
 	if r.rdb, err = redisconn.NewClient(cfg.Redis.conn(), redisconn.WithLogger(clog)); err != nil {
 		return nil, fmt.Errorf("%w: redis: %v", ErrInvalidConfig, err)
@@ -80,8 +89,9 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 		MaxValueBytes:    cfg.Cache.MaxValueBytes,
 		MemoryMaxEntries: cfg.Cache.Memory.MaxEntries,
 		Logger:           log,
+		Watch:            r.watchReady,
 	})
-	if r.limits, err = ratelimit.New(r.rdb, ratelimit.Options{Limits: cfg.RateLimit.Limits, Logger: log}); err != nil {
+	if r.limits, err = ratelimit.New(r.rdb, ratelimit.Options{Limits: cfg.RateLimit.Limits, Logger: log, Watch: r.watchReady}); err != nil {
 		r.closeEarly()
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
@@ -91,10 +101,14 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 		}
 	}
+	if err := r.startTracing(context.Background(), traceSettings, opts); err != nil {
+		r.closeEarly()
+		return nil, err
+	}
 	r.checks = healthcheck.NewRegistry(cfg.Health.Timeout)
 	r.metrics = metrics.New()
 	r.tasks.next = r.metrics
-	r.queue = newQueue(r.qrdb, cfg, slog.New(r.fold.handler(log.Handler())))
+	r.queue = newQueue(r.qrdb, cfg, slog.New(r.fold.handler(log.Handler())), r.tracer)
 
 	var store outbox.Store
 	if cfg.Outbox.Path != "" {
@@ -111,6 +125,7 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 		MaxBytes:  cfg.Outbox.MaxBytes,
 		DrainRate: cfg.Outbox.DrainRate,
 		Logger:    log,
+		Tracer:    r.tracer,
 	})
 	if err != nil {
 		r.closeEarly()
@@ -138,4 +153,5 @@ func (r *Runtime) closeEarly() {
 	_ = r.qrdb.Close()
 	_ = r.rdb.Close()
 	_ = r.probe.Close()
+	r.stopTracing()
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskhost/taskhost/internal/connerr"
 	"github.com/taskhost/taskhost/internal/redisconn"
 )
 
@@ -158,7 +159,7 @@ func (o *outageLog) hook() redis.Hook { return netHook{o} }
 type netHook struct{ o *outageLog }
 
 func (h netHook) note(err error) {
-	if redisconn.IsNetworkError(err) {
+	if connerr.Down(err) {
 		h.o.lastNet.Store(time.Now().UnixNano())
 	}
 }

@@ -15,7 +15,7 @@ func (r *Runtime) newPluginSet() *pluginhost.Set {
 		Sections: r.cfg.Plugins,
 		Mux:      r.queue.mux,
 		Schedule: func(_, cronspec string, task *asynq.Task, opts ...asynq.Option) (string, error) {
-			return r.queue.scheduler.Register(cronspec, task, opts...)
+			return r.queue.scheduler.Register(cronspec, r.scheduled(task), opts...)
 		},
 		Cache:        func(namespace string) cache.Store { return r.cache.Namespace(namespace) },
 		Limiter:      r.limits.Limiter,

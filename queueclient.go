@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/taskhost/taskhost/internal/redisconn"
+	"github.com/taskhost/taskhost/internal/connerr"
 )
 
 // queueClient is the client asynq runs on: a pool of its own, so cache and
@@ -144,11 +144,11 @@ func (h throttleHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	}
 }
 
-// note records whether Redis was reached. Replies that are errors (such as
-// NOSCRIPT or WRONGTYPE) reached it.
+// note records whether Redis could serve (connerr.Down). Replies that are
+// errors about the call (such as NOSCRIPT or WRONGTYPE) reached it.
 func (h throttleHook) note(err error) {
 	switch {
-	case redisconn.IsNetworkError(err):
+	case connerr.Down(err):
 		if !h.failing.Load() {
 			h.failing.Store(true)
 		}

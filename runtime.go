@@ -1,6 +1,7 @@
 package taskhost
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
@@ -19,6 +21,7 @@ import (
 	"github.com/taskhost/taskhost/internal/outbox"
 	"github.com/taskhost/taskhost/internal/pluginhost"
 	"github.com/taskhost/taskhost/internal/redisconn"
+	"github.com/taskhost/taskhost/internal/tracing"
 	"github.com/taskhost/taskhost/ratelimit"
 )
 
@@ -37,6 +40,16 @@ type Options struct {
 	Version string
 	// LogOutput is where the default logger writes; os.Stderr when nil.
 	LogOutput io.Writer
+	// TracerProvider, when set, is the provider of the runtime's spans, and
+	// tracing is on whatever the OTEL_* environment and tracing: say; the
+	// program owns it (the runtime does not shut it down). When nil, the
+	// runtime builds its own SDK if the environment or tracing.enabled turn
+	// tracing on (see docs/observability.md).
+	TracerProvider trace.TracerProvider
+	// ConfigSource reads the config again for Reload (the worker's SIGHUP
+	// and `worker reload`); the worker passes LoadConfig with its flags.
+	// Nil makes Reload fail with ErrNoConfigSource.
+	ConfigSource func(ctx context.Context) (Config, error)
 }
 
 // Runtime is one worker: the Redis connection and everything served from it.
@@ -65,6 +78,16 @@ type Runtime struct {
 
 	// taskLimit is the rate limit hook from ratelimit.tasks; nil when none.
 	taskLimit asynq.MiddlewareFunc
+
+	// tracer starts the enqueue and task spans; nil when tracing is off,
+	// and then no tracing hook is installed. traceProvider is the SDK the
+	// runtime built and shuts down; tracerProvider is what TracerProvider
+	// returns.
+	tracer         *tracing.Tracer
+	traceProvider  *tracing.Provider
+	tracerProvider trace.TracerProvider
+
+	rl reloadState // the running config's generation and what reloads change (reload.go)
 
 	obs   *observer   // what the health report shows that no component keeps
 	fold  *outageLog  // folds asynq's lines during an outage

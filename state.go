@@ -7,18 +7,28 @@ import (
 	"github.com/taskhost/taskhost/internal/redisconn"
 )
 
-// onState follows the connection monitor: the cache and limiter switch
-// between Redis and memory, the outbox drains on ready, and the metrics
-// record the state. It runs on the monitor's subscriber goroutine.
+// onState follows the connection monitor: the outbox drains on ready, and
+// the metrics record the state. It runs on the monitor's subscriber
+// goroutine. (The cache and the limiter follow the monitor on their own
+// subscriptions, through watchReady.)
 func (r *Runtime) onState(_, to redisconn.State) {
-	ready := to == redisconn.Ready
-	r.cache.SetRedisReady(ready)
-	r.limits.SetRedisReady(ready)
 	r.metrics.SetState(to.String())
-	if ready {
+	if to == redisconn.Ready {
 		r.client.Kick()
 		r.publishQueues()
 	}
+}
+
+// watchReady is the Watch of the cache and the limiter: it tells them, on
+// a subscription of their own, whether the monitor says Redis is ready. They
+// are the only switch of their fallbacks. Closed is not passed on: at
+// shutdown they keep their backend until they close.
+func (r *Runtime) watchReady(setReady func(ready bool)) (stop func()) {
+	return r.monitor.Subscribe(func(_, to redisconn.State) {
+		if to != redisconn.Closed {
+			setReady(to == redisconn.Ready)
+		}
+	})
 }
 
 // allQueuesKey is asynq v0.26.0's set of queue names (base.AllQueues), which

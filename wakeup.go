@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/taskhost/taskhost/internal/connerr"
 )
 
 // Wake-ups replace asynq's idle sleep. asynq v0.26.0's processor runs its
@@ -28,14 +30,22 @@ import (
 // the answer to the held call. asynq takes the task from the message itself,
 // so a task of another queue than the held call's is handled as usual.
 //
-// Wake-ups come from Redis keyspace notifications on the pending lists
-// (every task that becomes pending arrives by LPUSH or RPUSH: enqueue,
-// forwarder, requeue), which the wakeHub turns on with CONFIG SET where it is
-// allowed and verifies with a probe list. Where they are not available
-// (CONFIG refused and not preset, Redis Cluster, miniredis), the fetchClient
-// polls adaptively instead: every pollMin while tasks flow, slowing to its
-// idle bound as the worker stays idle (see pollWait). asynq's own sleep
-// shrinks to asynqRecheck, because the waiting happens here.
+// Every task that becomes pending arrives by LPUSH or RPUSH (enqueue,
+// forwarder, requeue). Wake-ups come from one of two sources:
+//
+//   - blocking reads on the pending lists (wakeblock.go), the default
+//     (worker.wakeup: auto): they need no server config;
+//   - Redis keyspace notifications on the pending lists (worker.wakeup:
+//     notify, opt-in), which the wakeHub turns on with CONFIG SET, changing
+//     the server's config, and verifies with a probe list. Where they are
+//     not available (CONFIG refused and not preset, Redis Cluster,
+//     miniredis) it uses blocking reads instead.
+//
+// While the source is not live (Redis down or restarting, the commands
+// refused, worker.wakeup: poll), the fetchClient polls adaptively: every
+// pollMin while tasks flow, slowing to its idle bound as the worker stays
+// idle (see pollWait). asynq's own sleep shrinks to asynqRecheck, because
+// the waiting happens here.
 
 // dequeueScriptSHA is the SHA-1 of asynq v0.26.0's dequeue script
 // (internal/rdb/rdb.go, dequeueCmd). TestDequeueScriptPinned fails when an
@@ -82,32 +92,38 @@ const (
 // Wake-up sources, as config worker.wakeup selects them and WakeupSource
 // reports them.
 const (
-	WakeupAuto   = "auto"   // config: notifications when available, else poll
-	WakeupNotify = "notify" // keyspace notifications are live
-	WakeupPoll   = "poll"   // adaptive polling
+	WakeupAuto   = "auto"   // config: blocking reads, never changing the server's config
+	WakeupBlock  = "block"  // blocking reads on the pending lists are live
+	WakeupNotify = "notify" // config: keyspace notifications, set with CONFIG SET; reported when live
+	WakeupPoll   = "poll"   // adaptive polling: configured, or the live source is unavailable
 	WakeupOff    = "off"    // asynq's own polling (TaskCheckInterval 1 s)
 )
 
 // pushEvents are the keyspace events that add to a list.
 var pushEvents = map[string]bool{"lpush": true, "rpush": true, "linsert": true}
 
-// wakeHub turns keyspace notifications into wake-up tokens for the fetchers.
-// A token names the pending list that got a push; an empty name wakes a
-// fetcher to look at every queue.
+// wakeHub turns blocking reads or keyspace notifications into wake-up
+// tokens for the fetchers. A token names the pending list that got a push;
+// an empty name wakes a fetcher to look at every queue.
 type wakeHub struct {
 	log   *slog.Logger
 	rdb   redis.UniversalClient // the raw queue client
 	ready func() bool
 	await func(ctx context.Context) bool
 
-	pollOnly  string            // why notifications are not tried; "" tries them
+	mode      string            // WakeupAuto or WakeupNotify
+	pollOnly  string            // why no source is tried; "" tries mode's
+	blk       *blockSource      // nil without a blocking client
 	db        int               // database of the keyspace channels
 	channels  map[string]string // keyspace channel -> pending key
 	probeKey  string
 	probeChan string
 
-	notify atomic.Bool
-	tokens chan string
+	// live is set while a source delivers wake-ups; liveSrc names it.
+	live    atomic.Bool
+	liveSrc atomic.Pointer[string]
+	lives   atomic.Int64 // times the wake-ups became live
+	tokens  chan string
 	// The subscription to the pending lists is gated on fetchers waiting
 	// (gateIdle): subscribed says it is confirmed, waiting and lastWait
 	// (unix nanos) tell the hub whether fetchers wait. subSent (under mu)
@@ -136,15 +152,30 @@ type wakeHub struct {
 	done   chan struct{}
 }
 
-// newWakeHub builds a hub for the pending keys of queues. With a pollOnly
-// reason it never subscribes and the fetchers poll. fetchers sizes the token
-// buffer.
-func newWakeHub(rdb redis.UniversalClient, ready func() bool, await func(ctx context.Context) bool,
-	queues []string, fetchers int, pollOnly string, log *slog.Logger) *wakeHub {
+// hubConfig configures a wakeHub.
+type hubConfig struct {
+	rdb redis.UniversalClient // the raw queue client
+	// block builds, at start, a client of its own for the blocking reads,
+	// which the hub closes at stop; nil: no blocking reads.
+	block func() (redis.UniversalClient, error)
+	ready func() bool
+	await func(ctx context.Context) bool
+	// mode is WakeupAuto (blocking reads) or WakeupNotify (keyspace
+	// notifications, then blocking reads where they are unavailable).
+	mode     string
+	queues   []string
+	fetchers int    // sizes the token buffer
+	pollOnly string // with a reason, the hub tries no source and the fetchers poll
+	log      *slog.Logger
+}
+
+// newWakeHub builds a hub for the pending keys of c.queues.
+func newWakeHub(c hubConfig) *wakeHub {
+	rdb, ready, await, log, pollOnly, queues := c.rdb, c.ready, c.await, c.log, c.pollOnly, c.queues
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &wakeHub{
-		log: log, rdb: rdb, ready: ready, await: await,
-		tokens:   make(chan string, max(fetchers, 1)),
+		log: log, rdb: rdb, ready: ready, await: await, mode: c.mode,
+		tokens:   make(chan string, max(c.fetchers, 1)),
 		recheck:  make(chan struct{}, 1),
 		muted:    map[string]time.Time{},
 		said:     map[string]bool{},
@@ -156,12 +187,21 @@ func newWakeHub(rdb redis.UniversalClient, ready func() bool, await func(ctx con
 	type optioner interface{ Options() *redis.Options }
 	if o, ok := rdb.(optioner); ok {
 		h.db = o.Options().DB
-	} else if pollOnly == "" {
-		h.pollOnly = "the client has no single server (keyspace notifications are per node)"
+	} else if h.mode == WakeupNotify {
+		h.mode = WakeupAuto
+		log.Info("wake-ups: worker.wakeup is notify, but keyspace notifications are per node here; using blocking reads")
 	}
+	keys := make([]string, 0, len(queues))
 	for _, q := range queues {
+		keys = append(keys, pendingKey(q))
 		h.channels[h.keyspace(pendingKey(q))] = pendingKey(q)
 		h.queueChans = append(h.queueChans, h.keyspace(pendingKey(q)))
+	}
+	if c.block != nil {
+		h.blk = newBlockSource(h, c.block, keys)
+	}
+	if h.pollOnly == "" && h.blk == nil && h.mode != WakeupNotify {
+		h.pollOnly = "no client for blocking reads"
 	}
 	h.probeKey = "taskhost:wakeup:probe:" + rand.Text()
 	h.probeChan = h.keyspace(h.probeKey)
@@ -175,7 +215,7 @@ func (h *wakeHub) keyspace(key string) string {
 	return "__keyspace@" + strconv.Itoa(h.db) + "__:" + key
 }
 
-// start runs the subscriber; without notifications it only logs the mode.
+// start runs the source; without one it only logs the mode.
 func (h *wakeHub) start() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -183,12 +223,27 @@ func (h *wakeHub) start() {
 		return
 	}
 	h.started = true
+	if h.pollOnly == "" && h.blk != nil {
+		if err := h.blk.dial(); err != nil {
+			h.blk = nil
+			if h.mode != WakeupNotify {
+				h.pollOnly = "no client for blocking reads: " + err.Error()
+			}
+		}
+	}
 	if h.pollOnly != "" {
 		close(h.done)
 		h.log.Info("wake-ups: idle workers poll adaptively (5 ms while tasks flow, up to 1 s when idle)", "reason", h.pollOnly)
 		return
 	}
-	go h.run()
+	go func() {
+		defer close(h.done)
+		if h.mode == WakeupNotify {
+			h.runNotify()
+			return
+		}
+		h.blk.run(h.ctx)
+	}()
 }
 
 // stop ends the subscriber and the fetchers' waits.
@@ -209,23 +264,50 @@ func (h *wakeHub) stop() {
 	if ps != nil {
 		_ = ps.Close()
 	}
+	if h.blk != nil && h.blk.rdb != nil {
+		_ = h.blk.rdb.Close() // ends the blocking calls in flight
+	}
 	if started {
 		<-h.done
 	}
 }
 
-// source reports the live wake-up source.
+// source reports the live wake-up source, or WakeupPoll.
 func (h *wakeHub) source() string {
-	if h.notify.Load() {
-		return WakeupNotify
+	if h.live.Load() {
+		if s := h.liveSrc.Load(); s != nil {
+			return *s
+		}
 	}
 	return WakeupPoll
 }
 
-// run keeps a verified subscription while Redis is ready; without one the
-// fetchers poll.
-func (h *wakeHub) run() {
-	defer close(h.done)
+// setLive records whether src delivers wake-ups. Losing them wakes the
+// waiting fetchers, which look again and poll until they are back.
+func (h *wakeHub) setLive(src string, on bool) {
+	if on {
+		h.liveSrc.Store(&src)
+		if !h.live.Swap(true) {
+			h.lives.Add(1)
+			h.say("live:"+src, slog.LevelInfo, "wake-ups: "+sourceDescription[src], "queues", len(h.channels))
+		}
+		return
+	}
+	if h.live.Swap(false) {
+		h.wakeAll()
+	}
+}
+
+// sourceDescription says what each live source is, for the log.
+var sourceDescription = map[string]string{
+	WakeupBlock:  "blocking reads on the pending lists (no server config needed)",
+	WakeupNotify: "Redis keyspace notifications on the pending lists",
+}
+
+// runNotify keeps a verified subscription while Redis is ready; without one
+// the fetchers poll. Where Redis refuses notifications it hands over to the
+// blocking reads for good.
+func (h *wakeHub) runNotify() {
 	backoff := retryMin
 	for h.ctx.Err() == nil {
 		if !h.await(h.ctx) {
@@ -233,13 +315,15 @@ func (h *wakeHub) run() {
 		}
 		t0 := time.Now()
 		err := h.session()
-		if h.notify.Swap(false) {
-			h.wakeAll() // waiters look again, now polling
-		}
+		h.setLive(WakeupNotify, false)
 		if h.ctx.Err() != nil {
 			return
 		}
 		if errors.Is(err, errNoNotify) {
+			if h.blk != nil {
+				h.blk.run(h.ctx)
+				return
+			}
 			// Wait for a reconnect (perhaps to another server) or a recheck.
 			h.idleUntilReconnect()
 			continue
@@ -258,12 +342,23 @@ var (
 	errRecheck  = errors.New("recheck requested")
 )
 
+// errConfigUnreachable wraps a CONFIG call that failed to reach Redis (it
+// restarted or failed over meanwhile): a reason to retry the session, not a
+// refusal of notifications.
+type errConfigUnreachable struct{ err error }
+
+func (e errConfigUnreachable) Error() string { return e.err.Error() }
+func (e errConfigUnreachable) Unwrap() error { return e.err }
+
 // session enables notifications, subscribes, proves with the probe list that
 // notifications arrive, then delivers wake-ups until the connection fails or
 // a recheck is asked for.
 func (h *wakeHub) session() error {
 	ctx := h.ctx
 	cfgErr := h.enable(ctx)
+	if _, ok := cfgErr.(errConfigUnreachable); ok {
+		return cfgErr
+	}
 	chans := append(slices.Clone(h.queueChans), h.probeChan)
 	ps := h.rdb.Subscribe(ctx)
 	h.mu.Lock()
@@ -295,17 +390,20 @@ func (h *wakeHub) session() error {
 			if cfgErr != nil {
 				reason = cfgErr.Error()
 			}
+			fallback := "idle workers poll adaptively (5 ms to 1 s) instead"
+			if h.blk != nil {
+				fallback = "using blocking reads instead"
+			}
 			h.say("no-notify:"+reason, slog.LevelWarn,
-				"wake-ups: Redis keyspace notifications are unavailable; idle workers poll adaptively (5 ms to 1 s) instead. "+
-					"Allow CONFIG SET or set notify-keyspace-events to include K and l (or A) for millisecond start latency",
+				"wake-ups: Redis keyspace notifications are unavailable (worker.wakeup: notify); "+fallback+". "+
+					"Allow CONFIG SET or set notify-keyspace-events to include K and l (or A) to use them",
 				"reason", reason)
 		}
 		return err
 	}
 	h.subscribed.Store(true)
-	h.notify.Store(true)
+	h.setLive(WakeupNotify, true)
 	h.misses.Store(0)
-	h.say("notify", slog.LevelInfo, "wake-ups: Redis keyspace notifications on the pending lists", "queues", len(h.channels))
 	h.wakeAll() // pushes during the set-up may have gone unseen
 	silent := false
 	confirmed := len(h.queueChans)
@@ -367,11 +465,15 @@ func (h *wakeHub) gate(ps *redis.PubSub, confirmed *int) {
 	}
 }
 
-// enterWait counts a fetcher in, and subscribes to the pending lists if the
-// hub had left them; the confirmation wakes the fetchers to look again.
+// enterWait counts a fetcher in: it arms the blockers, and subscribes to
+// the pending lists if the hub had left them (the confirmation wakes the
+// fetchers to look again).
 func (h *wakeHub) enterWait() {
 	h.waiting.Add(1)
 	h.lastWait.Store(time.Now().UnixNano())
+	if h.blk != nil {
+		h.blk.armed()
+	}
 	if h.subscribed.Load() {
 		return
 	}
@@ -398,6 +500,9 @@ func (h *wakeHub) leaveWait() {
 // could not; notifications may still work when an operator preset them.
 func (h *wakeHub) enable(ctx context.Context) error {
 	cur, err := h.rdb.ConfigGet(ctx, "notify-keyspace-events").Result()
+	if connerr.Down(err) {
+		return errConfigUnreachable{fmt.Errorf("CONFIG GET notify-keyspace-events: %w", err)}
+	}
 	if err != nil {
 		return errors.New("CONFIG GET notify-keyspace-events: " + err.Error())
 	}
@@ -406,7 +511,9 @@ func (h *wakeHub) enable(ctx context.Context) error {
 		return nil
 	}
 	want := mergeNotifyFlags(flags)
-	if err := h.rdb.ConfigSet(ctx, "notify-keyspace-events", want).Err(); err != nil {
+	if err := h.rdb.ConfigSet(ctx, "notify-keyspace-events", want).Err(); connerr.Down(err) {
+		return errConfigUnreachable{fmt.Errorf("CONFIG SET notify-keyspace-events: %w", err)}
+	} else if err != nil {
 		return errors.New("CONFIG SET notify-keyspace-events " + want + ": " + err.Error())
 	}
 	h.say("config-set:"+want, slog.LevelInfo, "wake-ups: set notify-keyspace-events", "from", flags, "to", want)
@@ -465,12 +572,38 @@ func (h *wakeHub) probe(ctx context.Context, ps *redis.PubSub) error {
 // dispatch turns a push on a pending list into a token for one fetcher.
 func (h *wakeHub) dispatch(m *redis.Message) {
 	key, ok := h.channels[m.Channel]
-	if !ok || !pushEvents[m.Payload] || h.isMuted(key) {
+	if !ok || !pushEvents[m.Payload] {
+		return
+	}
+	h.wake(key)
+}
+
+// wake hands one fetcher a token for the pending list key, unless the list
+// is muted.
+func (h *wakeHub) wake(key string) {
+	if h.isMuted(key) {
 		return
 	}
 	select {
 	case h.tokens <- key:
 	default: // every fetcher already has a token waiting
+	}
+}
+
+// passOn wakes one more waiting fetcher after a fetcher woken by a blocking
+// read found a task. A blocking read's reply stands for every task in the
+// list, where a notification stands for one push: the next fetcher looks
+// for a second task (and passes on in turn if it finds one), or, finding
+// none, starts to wait again, which re-arms the blockers. Without it, a
+// burst into a worker whose woken fetcher has no free slot would wait for
+// the other fetchers' idle bound.
+func (h *wakeHub) passOn() {
+	if h.source() != WakeupBlock || h.waiting.Load() == 0 {
+		return
+	}
+	select {
+	case h.tokens <- "":
+	default:
 	}
 }
 
@@ -511,6 +644,18 @@ func (h *wakeHub) pollWait(limit time.Duration) time.Duration {
 	return min(max(since/2, pollMin), limit)
 }
 
+// mutedUntil is when the mute of key ends; zero when it is not muted.
+func (h *wakeHub) mutedUntil(key string) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	until, ok := h.muted[key]
+	if !ok || time.Now().After(until) {
+		delete(h.muted, key)
+		return time.Time{}
+	}
+	return until
+}
+
 // mute ignores pushes to key until until (a paused queue).
 func (h *wakeHub) mute(key string, until time.Time) {
 	h.mu.Lock()
@@ -533,7 +678,7 @@ func (h *wakeHub) isMuted(key string) bool {
 // announced; a few in a row re-verify notifications (at most every
 // recheckEvery), for instance after an operator changed the config.
 func (h *wakeHub) missed() {
-	if !h.notify.Load() || h.misses.Add(1) < 3 {
+	if h.source() != WakeupNotify || h.misses.Add(1) < 3 {
 		return
 	}
 	now := time.Now().UnixNano()
@@ -596,9 +741,11 @@ func isTimeout(err error) bool {
 	return errors.As(err, &te) && te.Timeout()
 }
 
-// WakeupSource reports how idle fetchers learn of new tasks: "notify"
-// (Redis keyspace notifications), "poll" (adaptive polling, the fallback) or
-// "off" (asynq's own polling, worker.wakeup: off).
+// WakeupSource reports how idle fetchers learn of new tasks: "block"
+// (blocking reads on the pending lists, the default), "notify" (Redis
+// keyspace notifications, worker.wakeup: notify), "poll" (adaptive polling:
+// configured, or while the source is unavailable) or "off" (asynq's own
+// polling, worker.wakeup: off).
 func (r *Runtime) WakeupSource() string {
 	if r.queue.hub == nil {
 		return WakeupOff

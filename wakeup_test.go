@@ -156,8 +156,8 @@ func TestFetchClientAnswersWithTheRoundRunAgain(t *testing.T) {
 	s := redistest.Start(t)
 	rdb := redis.NewClient(&redis.Options{Addr: s.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	hub := newWakeHub(rdb, func() bool { return true }, func(context.Context) bool { return true },
-		[]string{"a", "b"}, 1, "test", slog.New(slog.DiscardHandler))
+	hub := newWakeHub(hubConfig{rdb: rdb, ready: func() bool { return true }, await: func(context.Context) bool { return true },
+		queues: []string{"a", "b"}, fetchers: 1, pollOnly: "test", log: slog.New(slog.DiscardHandler)})
 	halt := make(chan struct{})
 	f := newFetchClient(rdb, hub, nil, halt, []string{"a", "b"}, 5*time.Second, slog.New(slog.DiscardHandler))
 	ctx := context.Background()

@@ -26,7 +26,6 @@ func BenchmarkGet(b *testing.B) {
 	rs := cache.NewRedis(rc, cache.Options{}).Namespace("bench")
 	f := cache.New(rc, cache.Options{Logger: quiet})
 	b.Cleanup(f.Close)
-	f.SetRedisReady(true)
 	fs := f.Namespace("bench")
 	m := cache.NewMemory(cache.Options{})
 	b.Cleanup(m.Close)
@@ -109,12 +108,13 @@ func BenchmarkFallbackDown(b *testing.B) {
 	ctx := context.Background()
 	srv := redistest.Start(b)
 	rc := newClient(b, srv.Addr())
-	f := cache.New(rc, cache.Options{Logger: quiet})
+	sw := &readySwitch{}
+	f := cache.New(rc, cache.Options{Logger: quiet, Watch: sw.watch})
 	b.Cleanup(f.Close)
-	f.SetRedisReady(true)
+	sw.set(true)
 	s := f.Namespace("bench")
 	srv.Kill()
-	f.SetRedisReady(false)
+	sw.set(false)
 	if err := s.Set(ctx, "k", benchValue, time.Minute); err != nil {
 		b.Fatal(err)
 	}

@@ -9,15 +9,18 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskhost/taskhost/internal/connerr"
 )
 
 // Cache is the fallback store: it routes to Redis while it is marked ready
 // and to a bounded memory store otherwise. It is told the state through
-// SetRedisReady (by the runtime's connection monitor) and does not decide it;
-// it starts not ready, on memory.
+// Options.Watch (the runtime passes its connection monitor) and does not
+// decide it; with a Watch it starts not ready, on memory. Nothing else can
+// switch it.
 //
-// While marked ready, a call whose Redis command fails with a connection-type
-// error (IsConnError) is served from memory, and the error is reported to
+// While marked ready, a call whose Redis command fails because Redis cannot
+// serve (unreachable, timed out, LOADING, READONLY...) is served from memory, and the error is reported to
 // Options.OnRedisError; the state does not change. While not ready, no call
 // touches Redis, so none waits for a dial. When marked ready again, the memory
 // entries are dropped, so nothing written during the outage is served later.
@@ -30,6 +33,8 @@ type Cache struct {
 	log   *slog.Logger
 	onErr func(error)
 
+	stopWatch func() // ends Options.Watch; nil when none
+
 	mu          sync.RWMutex // held for writing while switching, for reading by memory-only calls
 	ready       atomic.Bool
 	dirty       atomic.Bool // memory was written while marked ready
@@ -37,8 +42,9 @@ type Cache struct {
 	redisErrors atomic.Uint64
 }
 
-// New returns the fallback store on client, which it never closes, marked
-// not ready. It panics on a nil client.
+// New returns the fallback store on client, which it never closes. With
+// opts.Watch it starts not ready and follows what Watch tells it; without, it
+// is ready from the start. It panics on a nil client.
 func New(client redis.UniversalClient, opts Options) *Cache {
 	if client == nil {
 		panic("cache: New: nil client")
@@ -51,6 +57,11 @@ func New(client redis.UniversalClient, opts Options) *Cache {
 		onErr: opts.OnRedisError,
 	}
 	f.c = newCore(f, opts)
+	if opts.Watch == nil {
+		f.ready.Store(true)
+	} else {
+		f.stopWatch = opts.Watch(f.setRedisReady)
+	}
 	return f
 }
 
@@ -58,11 +69,12 @@ func New(client redis.UniversalClient, opts Options) *Cache {
 // (see ValidateNamespace).
 func (f *Cache) Namespace(ns string) Store { return f.c.namespace(ns) }
 
-// SetRedisReady marks Redis ready or not. A change is counted and logged
-// once, at DEBUG: whoever tells the state (the runtime's connection
-// monitor) reports the outage. Switching to Redis drops the memory entries. It is safe to call
-// concurrently with traffic.
-func (f *Cache) SetRedisReady(ready bool) {
+// setRedisReady marks Redis ready or not; Options.Watch calls it. A change
+// is counted and logged once, at DEBUG: whoever tells the state (the
+// runtime's connection monitor) reports the outage. Switching to Redis
+// drops the memory entries.
+// It is safe to call concurrently with traffic.
+func (f *Cache) setRedisReady(ready bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.ready.Load() == ready {
@@ -97,9 +109,14 @@ func (f *Cache) Stats() Stats {
 	return s
 }
 
-// Close stops the memory store's clean-up goroutine. It does not close the
-// Redis client.
-func (f *Cache) Close() { f.mem.close() }
+// Close stops watching (the func Options.Watch returned) and the memory
+// store's clean-up goroutine. It does not close the Redis client.
+func (f *Cache) Close() {
+	if f.stopWatch != nil {
+		f.stopWatch()
+	}
+	f.mem.close()
+}
 
 // memoryOnly runs op on memory when not marked ready and reports whether it
 // did. The read lock keeps a switch to Redis, which drops memory, from
@@ -127,7 +144,7 @@ func (f *Cache) redisFailed(ctx context.Context, err error) bool {
 		}
 		return false
 	}
-	if ctx.Err() != nil || !IsConnError(err) {
+	if !connerr.DownFor(ctx, err) {
 		return false
 	}
 	f.redisErrors.Add(1)

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -42,18 +40,19 @@ type fallbackEnv struct {
 	raw  *redis.Client // a separate client to check Redis directly
 	hook *countingHook // counts what the cache's client sends
 	f    *cache.Cache
+	sw   *readySwitch // the state, as the runtime's monitor would tell it
 	errs *errRecorder
 	logs *bytes.Buffer
 }
 
 func setupFallback(t *testing.T) *fallbackEnv {
 	t.Helper()
-	e := &fallbackEnv{srv: redistest.Start(t), hook: &countingHook{}, errs: &errRecorder{}, logs: &bytes.Buffer{}}
+	e := &fallbackEnv{srv: redistest.Start(t), hook: &countingHook{}, sw: &readySwitch{}, errs: &errRecorder{}, logs: &bytes.Buffer{}}
 	e.rc = newClient(t, e.srv.Addr())
 	e.rc.AddHook(e.hook)
 	e.raw = newClient(t, e.srv.Addr())
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.f = cache.New(e.rc, cache.Options{Logger: logger, OnRedisError: e.errs.record, MaxValueBytes: 1 << 10})
+	e.f = cache.New(e.rc, cache.Options{Logger: logger, OnRedisError: e.errs.record, MaxValueBytes: 1 << 10, Watch: e.sw.watch})
 	t.Cleanup(e.f.Close)
 	return e
 }
@@ -110,7 +109,7 @@ func TestFallbackSwitchDropsMemory(t *testing.T) {
 	s := e.f.Namespace("sw")
 
 	require.NoError(t, s.Set(ctx, "k", []byte("memory"), 0))
-	e.f.SetRedisReady(true)
+	e.sw.set(true)
 	require.Equal(t, cache.BackendRedis, e.f.Backend())
 	_, err := s.Get(ctx, "k")
 	require.ErrorIs(t, err, cache.ErrNotFound, "on Redis: the memory entry is not served")
@@ -120,8 +119,8 @@ func TestFallbackSwitchDropsMemory(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "redis", raw)
 
-	e.f.SetRedisReady(true) // no change: not counted, not logged
-	e.f.SetRedisReady(false)
+	e.sw.set(true) // no change: not counted, not logged
+	e.sw.set(false)
 	_, err = s.Get(ctx, "k")
 	require.ErrorIs(t, err, cache.ErrNotFound, "memory was dropped when switching to Redis")
 	require.EqualValues(t, 2, e.f.Switches())
@@ -149,7 +148,7 @@ func testOutage(t *testing.T, stop func(*redistest.Server), start func(*testing.
 	e := setupFallback(t)
 	ctx := ctxT(t)
 	s := e.f.Namespace("jobs")
-	e.f.SetRedisReady(true)
+	e.sw.set(true)
 
 	require.NoError(t, s.Set(ctx, "before", []byte("on-redis"), 0))
 	raw, err := e.raw.Get(ctx, rawKey("jobs", "before")).Result()
@@ -174,14 +173,14 @@ func testOutage(t *testing.T, stop func(*redistest.Server), start func(*testing.
 	errs := e.errs.all()
 	require.NotEmpty(t, errs, "Redis errors are reported")
 	for _, err := range errs {
-		require.True(t, cache.IsConnError(err), "reported error is a connection error: %v", err)
+		require.Error(t, err, "a connection error is reported")
 	}
 	require.Equal(t, cache.BackendRedis, e.f.Backend(), "errors do not switch the state")
 	require.EqualValues(t, 1, e.f.Switches())
 	require.EqualValues(t, len(errs), e.f.Stats().RedisErrors)
 
 	// The monitor notices: memory only, no dial waits, Redis untouched.
-	e.f.SetRedisReady(false)
+	e.sw.set(false)
 	dials, cmds := e.hook.dials.Load(), e.hook.cmds.Load()
 	got, err := getString(ctx, s, "during-0")
 	require.NoError(t, err)
@@ -199,7 +198,7 @@ func testOutage(t *testing.T, stop func(*redistest.Server), start func(*testing.
 	start(t, e.srv)
 	require.Eventually(t, func() bool { return e.raw.Ping(ctx).Err() == nil }, 5*time.Second, 20*time.Millisecond)
 	require.NoError(t, e.raw.Set(ctx, rawKey("jobs", "stale"), "from-redis", 0).Err())
-	e.f.SetRedisReady(true)
+	e.sw.set(true)
 	require.EqualValues(t, 3, e.f.Switches())
 
 	got, err = getString(ctx, s, "stale")
@@ -229,7 +228,7 @@ func TestFallbackRedisRecoversBeforeMonitor(t *testing.T) {
 	e := setupFallback(t)
 	ctx := ctxT(t)
 	s := e.f.Namespace("blip")
-	e.f.SetRedisReady(true)
+	e.sw.set(true)
 	require.NoError(t, s.Set(ctx, "warm", []byte("w"), 0))
 
 	e.srv.Kill()
@@ -239,7 +238,7 @@ func TestFallbackRedisRecoversBeforeMonitor(t *testing.T) {
 	require.Eventually(t, func() bool { return s.Set(ctx, "k", []byte("new"), 0) == nil }, 5*time.Second, 20*time.Millisecond)
 	n := len(e.errs.all())
 
-	e.f.SetRedisReady(false) // a later outage
+	e.sw.set(false) // a later outage
 	_, err := s.Get(ctx, "k")
 	require.ErrorIs(t, err, cache.ErrNotFound, "the value from the blip is not served")
 	require.GreaterOrEqual(t, n, 1)
@@ -252,7 +251,7 @@ func TestFallbackKeepsRedisAnswers(t *testing.T) {
 	e := setupFallback(t)
 	ctx := ctxT(t)
 	s := e.f.Namespace("wt")
-	e.f.SetRedisReady(true)
+	e.sw.set(true)
 	require.NoError(t, e.raw.LPush(ctx, rawKey("wt", "list"), "x").Err())
 	_, err := s.Get(ctx, "list")
 	require.Error(t, err)
@@ -266,9 +265,9 @@ func TestFallbackKeepsRedisAnswers(t *testing.T) {
 	require.Empty(t, e.errs.all())
 }
 
-// TestSetRedisReadyUnderTraffic switches back and forth while goroutines use
+// TestSwitchUnderTraffic switches back and forth while goroutines use
 // the cache; run with -race.
-func TestSetRedisReadyUnderTraffic(t *testing.T) {
+func TestSwitchUnderTraffic(t *testing.T) {
 	t.Parallel()
 	e := setupFallback(t)
 	ctx := ctxT(t)
@@ -301,7 +300,7 @@ func TestSetRedisReadyUnderTraffic(t *testing.T) {
 		})
 	}
 	for i := range 200 {
-		e.f.SetRedisReady(i%2 == 0)
+		e.sw.set(i%2 == 0)
 		_ = e.f.Backend()
 		_ = e.f.Stats()
 		for ops.Load() < int64(4*i) && len(errs) == 0 {
@@ -318,23 +317,21 @@ func TestSetRedisReadyUnderTraffic(t *testing.T) {
 	require.Empty(t, e.errs.all(), "Redis was up the whole time")
 }
 
-func TestIsConnError(t *testing.T) {
+func TestWatch(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		err  error
-		want bool
-	}{
-		{nil, false},
-		{cache.ErrNotFound, false},
-		{redis.Nil, false},
-		{errors.New("WRONGTYPE"), false},
-		{io.EOF, true},
-		{fmt.Errorf("wrapped: %w", io.ErrUnexpectedEOF), true},
-		{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
-		{fmt.Errorf("x: %w", syscall.ECONNRESET), true},
-		{redis.ErrPoolTimeout, true},
-		{redis.ErrClosed, true},
-	} {
-		require.Equal(t, tc.want, cache.IsConnError(tc.err), "%v", tc.err)
-	}
+	srv := redistest.Start(t)
+	rc := newClient(t, srv.Addr())
+
+	unwatched := cache.New(rc, cache.Options{Logger: quiet})
+	require.Equal(t, cache.BackendRedis, unwatched.Backend(), "without Watch, Redis is ready from the start")
+	require.Zero(t, unwatched.Switches())
+	unwatched.Close()
+
+	sw := &readySwitch{}
+	watched := cache.New(rc, cache.Options{Logger: quiet, Watch: sw.watch})
+	require.Equal(t, cache.BackendMemory, watched.Backend(), "with Watch, memory until told ready")
+	sw.set(true)
+	require.Equal(t, cache.BackendRedis, watched.Backend())
+	watched.Close()
+	require.True(t, sw.stopped.Load(), "Close ends the watch")
 }

@@ -32,10 +32,19 @@ type Options struct {
 	Logger *slog.Logger
 	// OnRedisError, when set, is called by the fallback store (New) for each
 	// call that was routed to Redis while it was marked ready and failed with
-	// a connection-type error (see IsConnError); that call was served from
+	// a connection-type error (unreachable, timed out, LOADING, READONLY...); that call was served from
 	// memory instead. It runs on the caller's goroutine and must not block.
 	// The runtime uses it to nudge its connection monitor.
 	OnRedisError func(error)
+	// Watch tells the fallback store (New) whether Redis is ready. New
+	// calls it once with setReady; from then on the owner calls
+	// setReady(true) when Redis becomes ready and setReady(false) when it
+	// stops being ready, and the store starts on memory until told ready.
+	// Close calls the returned stop func, when not nil. The runtime passes
+	// a subscription to its connection monitor, so only the monitor
+	// switches the store. Without Watch, the store treats Redis as ready
+	// from the start and falls back to memory call by call.
+	Watch func(setReady func(ready bool)) (stop func())
 }
 
 func (o Options) withDefaults() Options {

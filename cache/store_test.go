@@ -38,13 +38,12 @@ var storeKinds = []storeKind{
 		f := cache.New(rc, cache.Options{MaxValueBytes: testMaxValue, Logger: quiet, OnRedisError: func(err error) {
 			t.Errorf("unexpected Redis error: %v", err)
 		}})
-		t.Cleanup(f.Close)
-		f.SetRedisReady(true)
+		t.Cleanup(f.Close) // no Watch: ready from the start
 		return f
 	}},
 	{"fallback-not-ready", false, func(t *testing.T, rc *redis.Client) namespacer {
-		f := cache.New(rc, cache.Options{MaxValueBytes: testMaxValue, Logger: quiet})
-		t.Cleanup(f.Close)
+		f := cache.New(rc, cache.Options{MaxValueBytes: testMaxValue, Logger: quiet, Watch: (&readySwitch{}).watch})
+		t.Cleanup(f.Close) // watched, and never told ready
 		return f
 	}},
 }

@@ -8,15 +8,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskhost/taskhost"
+	"github.com/taskhost/taskhost/internal/connerr"
 	"github.com/taskhost/taskhost/internal/redisconn"
+	"github.com/taskhost/taskhost/internal/tracing"
 )
 
 // enqueueArgs are the flags of `worker enqueue`.
@@ -141,6 +145,12 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		// go-redis would print each failed dial itself; the error below says it once.
 		redis.SetLogger(redisconn.LibraryLogger(slog.New(slog.DiscardHandler)))
 	})
+	tr, stopTracing, err := enqueueTracer(ctx, cfg, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker enqueue: config: %v\n", err)
+		return ExitUsage
+	}
+	defer stopTracing()
 	rdb, err := taskhost.NewRedisClient(cfg.Redis, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "worker enqueue: %v\n", err)
@@ -150,10 +160,23 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	client := asynq.NewClientFromRedisClient(rdb)
 	ectx, cancel := context.WithTimeout(ctx, enqueueTimeout)
 	defer cancel()
+	var span trace.Span
+	if tr != nil {
+		headers := map[string]string{}
+		ectx, span = tr.StartSend(ectx, tracing.SourceCLI, a.taskType, a.queueName(), a.id, headers)
+		task = asynq.NewTaskWithHeaders(a.taskType, []byte(a.payload), headers)
+	}
 	info, err := client.EnqueueContext(ectx, task, opts...)
+	if span != nil {
+		id := ""
+		if info != nil {
+			id = info.ID
+		}
+		tracing.EndSend(span, id, false, err)
+	}
 	switch {
 	case err == nil:
-	case redisconn.IsNetworkError(err) || errors.Is(err, context.DeadlineExceeded):
+	case connerr.Down(err):
 		fmt.Fprintf(stderr, "worker enqueue: Redis (%s) is unreachable, the task was not enqueued: %v\n",
 			cfg.Redis.Target(), err)
 		return ExitFailure
@@ -164,8 +187,42 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "worker enqueue: %v\n", err)
 		return ExitFailure
 	}
+	if span != nil {
+		fmt.Fprintf(stdout, "id=%s queue=%s state=%s trace_id=%s\n", info.ID, info.Queue, info.State, span.SpanContext().TraceID())
+		return ExitOK
+	}
 	fmt.Fprintf(stdout, "id=%s queue=%s state=%s\n", info.ID, info.Queue, info.State)
 	return ExitOK
+}
+
+// queueName is -queue, or asynq's default queue.
+func (a *enqueueArgs) queueName() string {
+	if a.queue == "" {
+		return "default"
+	}
+	return a.queue
+}
+
+// enqueueTracer builds the tracer of `worker enqueue` when the OTEL_*
+// environment or tracing.enabled turn tracing on: its span is the parent of
+// the handler's. stop exports the span, waiting at most a couple of
+// seconds. With tracing off it returns a nil tracer and builds nothing.
+func enqueueTracer(ctx context.Context, cfg taskhost.Config, stderr io.Writer) (*tracing.Tracer, func(), error) {
+	s, err := tracing.Resolve(os.Environ(), cfg.Tracing.Enabled, false)
+	if err != nil || !s.Enabled {
+		return nil, func() {}, err
+	}
+	// Only export failures are worth a line on a command's stderr.
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	p, err := tracing.Start(ctx, s, tracing.Options{Logger: log, Version: Version})
+	if err != nil {
+		return nil, func() {}, err
+	}
+	return p.Tracer(), func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = p.Shutdown(sctx)
+	}, nil
 }
 
 // isFlagError reports errors the flag package has already printed.

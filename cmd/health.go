@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -42,7 +43,7 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	url, fromConfig := fs.Arg(0), false
 	if url != "" {
-		url = healthURL(url)
+		url = adminURL(url, "/readyz")
 	} else {
 		opts := taskhost.LoadOptions{Path: *path, Flags: map[string]any{}}
 		fs.Visit(func(f *flag.Flag) {
@@ -86,16 +87,24 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return ExitOK
 }
 
-// healthURL completes a URL given on the command line: a scheme, and
-// /readyz when it has no path.
-func healthURL(arg string) string {
-	if !strings.Contains(arg, "://") {
-		arg = "http://" + arg
+// adminURL is the URL of path on the admin listener: arg (a URL, or a
+// host:port), with path added when arg has none; or, without arg,
+// http://$HEALTH_ADDR with path.
+func adminURL(arg, path string) string {
+	if arg != "" {
+		if !strings.Contains(arg, "://") {
+			arg = "http://" + arg
+		}
+		if strings.Count(arg, "/") == 2 { // no path
+			arg += path
+		}
+		return arg
 	}
-	if strings.Count(arg, "/") == 2 { // no path: probe readiness
-		arg += "/readyz"
+	addr := os.Getenv("HEALTH_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:8080"
 	}
-	return arg
+	return "http://" + dialable(addr) + path
 }
 
 // dialable turns a listen address into one to dial: a wildcard host (":8080",

@@ -38,7 +38,7 @@ func listener(t *testing.T, worker bool, code int, body string) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-func healthConfig(t *testing.T, addr string) string {
+func healthAddrConfig(t *testing.T, addr string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "config.yaml")
 	require.NoError(t, os.WriteFile(p, []byte("health:\n  addr: "+addr+"\n"), 0o600))
@@ -54,25 +54,25 @@ func TestHealthReadsTheConfig(t *testing.T) {
 	notReady := listener(t, true, 503, "not ready: redis is down\n")
 	other := listener(t, false, 200, "ok\n")
 
-	code, out, errOut := healthCLI(t, "-config", healthConfig(t, worker))
+	code, out, errOut := healthCLI(t, "-config", healthAddrConfig(t, worker))
 	require.Equal(t, 0, code, errOut)
 	require.Equal(t, "200 ready (http://"+worker+"/readyz)\n", out)
 
-	code, out, _ = healthCLI(t, "-config", healthConfig(t, notReady))
+	code, out, _ = healthCLI(t, "-config", healthAddrConfig(t, notReady))
 	require.Equal(t, 1, code)
 	require.Equal(t, "503 not ready: redis is down (http://"+notReady+"/readyz)\n", out)
 
-	code, _, errOut = healthCLI(t, "-config", healthConfig(t, other))
+	code, _, errOut = healthCLI(t, "-config", healthAddrConfig(t, other))
 	require.Equal(t, 1, code, "another process on the address is not this worker")
 	require.Contains(t, errOut, "answered 200 but is not a taskhost worker's health listener")
 
-	code, out, errOut = healthCLI(t, "-config", healthConfig(t, other), "-health-addr", worker)
+	code, out, errOut = healthCLI(t, "-config", healthAddrConfig(t, other), "-health-addr", worker)
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, worker, "the flag over the file")
 
 	// A wildcard listen address is probed on loopback.
 	_, port, _ := strings.Cut(worker, ":")
-	code, out, errOut = healthCLI(t, "-config", healthConfig(t, "0.0.0.0:"+port))
+	code, out, errOut = healthCLI(t, "-config", healthAddrConfig(t, "0.0.0.0:"+port))
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "http://127.0.0.1:"+port+"/readyz")
 
@@ -88,7 +88,7 @@ func TestHealthUsageErrors(t *testing.T) {
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "absent.yaml")
 
-	code, _, errOut = healthCLI(t, "-config", healthConfig(t, "nowhere"))
+	code, _, errOut = healthCLI(t, "-config", healthAddrConfig(t, "nowhere"))
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "health.addr")
 

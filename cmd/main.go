@@ -23,7 +23,8 @@ func Main() {
 }
 
 // Run runs the worker command with args (without the program name) and
-// returns the exit code. Subcommands: health, enqueue; otherwise the worker.
+// returns the exit code. Subcommands: health, enqueue, reload; otherwise
+// the worker.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
@@ -31,6 +32,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runHealth(ctx, args[1:], stdout, stderr)
 		case "enqueue":
 			return runEnqueue(ctx, args[1:], stdout, stderr)
+		case "reload":
+			return runReload(ctx, args[1:], stdout, stderr)
 		}
 	}
 	return runWorker(ctx, args, stdout, stderr)

@@ -108,8 +108,14 @@ func baseEnv() []string {
 // is killed in Cleanup if it is still running.
 func startWorker(t *testing.T, env []string, args ...string) *worker {
 	t.Helper()
+	return startBinary(t, workerBinary(t), env, args...)
+}
+
+// startBinary starts the program at path like startWorker.
+func startBinary(t *testing.T, path string, env []string, args ...string) *worker {
+	t.Helper()
 	w := &worker{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	w.cmd = exec.Command(workerBinary(t), args...)
+	w.cmd = exec.Command(path, args...)
 	w.cmd.Env = append(baseEnv(), env...)
 	w.cmd.Dir = t.TempDir()
 	w.cmd.Stdout, w.cmd.Stderr = w.stdout, w.stderr

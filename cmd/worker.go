@@ -39,7 +39,7 @@ func newWorkerFlags(stderr io.Writer) *workerFlags {
 	f.override("log-format", "log.format", "log `format`: text or json")
 	f.override("concurrency", "worker.concurrency", "tasks processed at once (`n`)")
 	f.fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: worker [flags]\n       worker health [URL]\n       worker enqueue -type T -payload JSON [flags]\n\nflags:")
+		fmt.Fprintln(stderr, "usage: worker [flags]\n       worker health [URL]\n       worker enqueue -type T -payload JSON [flags]\n       worker reload [-pid N | URL]\n\nflags:")
 		f.fs.PrintDefaults()
 	}
 	return f
@@ -96,7 +96,10 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 	log := taskhost.NewLogger(cfg.Log, stderr)
 	slog.SetDefault(log) // libraries that log through the default logger use the same format
-	rt, err := taskhost.New(cfg, taskhost.Options{Logger: log, Version: Version})
+	loadOpts := f.loadOptions()
+	rt, err := taskhost.New(cfg, taskhost.Options{Logger: log, Version: Version,
+		// SIGHUP and `worker reload` read the same layers again.
+		ConfigSource: func(context.Context) (taskhost.Config, error) { return taskhost.LoadConfig(loadOpts) }})
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		if errors.Is(err, taskhost.ErrInvalidConfig) {
@@ -105,10 +108,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return ExitFailure
 	}
 
+	useTracing(rt, log)
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGTSTP)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGTSTP, syscall.SIGHUP)
 	defer func() { signal.Stop(sigs); close(sigs) }()
 	go func() {
 		stopping := false
@@ -116,6 +121,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			switch {
 			case sig == syscall.SIGTSTP:
 				rt.StopFetching()
+			case sig == syscall.SIGHUP:
+				// Reload logs its outcome; it never stops the worker.
+				go func() { _, _ = rt.Reload(context.Background()) }()
 			case !stopping:
 				stopping = true
 				log.Info("signal received, stopping gracefully; send it again to force", "component", "runtime", "signal", sig.String())

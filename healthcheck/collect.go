@@ -69,6 +69,21 @@ func (h *Handler) Report(ctx context.Context) Report {
 			}
 		})
 	}
+	if src.Config != nil {
+		run(func() {
+			o := h.config.do(ctx, h.budget(), src.Config)
+			record(sourceResult("config", o))
+			if o.err == nil {
+				c := o.val
+				if c.LastReload != nil {
+					lr := *c.LastReload
+					lr.Error = Redact(lr.Error)
+					c.LastReload = &lr
+				}
+				rep.Config = &c
+			}
+		})
+	}
 	if full && src.Ping != nil {
 		run(func() {
 			o := h.ping.do(ctx, h.budget(), src.Ping)
@@ -141,6 +156,9 @@ func (h *Handler) strip(rep *Report) {
 	}
 	for i := range rep.Checks {
 		rep.Checks[i].Error = ""
+	}
+	if rep.Config != nil && rep.Config.LastReload != nil {
+		rep.Config.LastReload.Error = ""
 	}
 	for i := range rep.Sources {
 		rep.Sources[i].Error = ""

@@ -68,6 +68,11 @@ func exampleReport(t *testing.T) healthcheck.Report {
 				{Component: "outbox", Active: true, Depth: 120, Since: &heldFrom},
 			}, nil
 		},
+		Config: func(context.Context) (healthcheck.ConfigInfo, error) {
+			reloaded := start.Add(40 * time.Minute)
+			return healthcheck.ConfigInfo{Generation: 2, LoadedAt: reloaded, LastReload: &healthcheck.ReloadInfo{
+				At: reloaded, Outcome: "applied", Keys: []string{"ratelimit.tasks.email:send"}}}, nil
+		},
 	}
 	h := healthcheck.NewHandler(healthcheck.Options{Registry: reg, Source: src, Version: "v0.1.0",
 		Ready:  func() (bool, string) { return true, "" },
@@ -81,7 +86,7 @@ func exampleReport(t *testing.T) healthcheck.Report {
 		rep.Checks[i].DurationMS = []float64{0.04, 0.01}[i]
 	}
 	for i := range rep.Sources {
-		rep.Sources[i].DurationMS = []float64{0.01, 0.02, 0.31, 1.62, 0.01, 0.74}[i]
+		rep.Sources[i].DurationMS = []float64{0.01, 0.01, 0.02, 0.31, 1.62, 0.01, 0.74}[i]
 	}
 	return rep
 }

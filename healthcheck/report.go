@@ -64,9 +64,12 @@ type Report struct {
 	// Redis is left out at DetailMinimal, or when its sources failed.
 	Redis *RedisReport `json:"redis,omitempty"`
 	// Queues is left out at DetailMinimal, or when its source failed.
-	Queues    []Queue       `json:"queues,omitempty"`
-	Fallbacks []Fallback    `json:"fallbacks"`
-	Checks    []CheckResult `json:"checks"`
+	Queues    []Queue    `json:"queues,omitempty"`
+	Fallbacks []Fallback `json:"fallbacks"`
+	// Config is the running configuration's generation; omitted when the
+	// runtime gave none.
+	Config *ConfigInfo   `json:"config,omitempty"`
+	Checks []CheckResult `json:"checks"`
 	// Sources is the outcome of collecting each section.
 	Sources []SourceResult `json:"sources"`
 }

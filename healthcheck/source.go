@@ -19,6 +19,34 @@ type Source struct {
 	Redis      func(ctx context.Context) (RedisInfo, error)
 	Queues     func(ctx context.Context) ([]Queue, error)
 	Fallbacks  func(ctx context.Context) ([]Fallback, error)
+	// Config says which generation of the configuration runs; memory only.
+	Config func(ctx context.Context) (ConfigInfo, error)
+}
+
+// ConfigInfo is the config section: which configuration the worker runs,
+// and how its last reload went.
+type ConfigInfo struct {
+	// Generation counts the configurations the worker has run: 1 for the
+	// one it started with, one more per reload that applied a change.
+	Generation int64 `json:"generation"`
+	// LoadedAt is when the running generation was loaded.
+	LoadedAt time.Time `json:"loaded_at"`
+	// LastReload is the last reload attempt; omitted before the first.
+	LastReload *ReloadInfo `json:"last_reload,omitempty"`
+}
+
+// ReloadInfo is the outcome of one reload attempt (SIGHUP or `worker reload`).
+type ReloadInfo struct {
+	// At is when it was attempted.
+	At time.Time `json:"at"`
+	// Outcome is applied, unchanged, refused (a key needs a restart),
+	// invalid (a config error) or failed (a plugin could not apply it).
+	Outcome string `json:"outcome"`
+	// Keys are the keys applied, or refused.
+	Keys []string `json:"keys,omitempty"`
+	// Error says why it was refused, invalid or failed, redacted; omitted
+	// at minimal detail.
+	Error string `json:"error,omitempty"`
 }
 
 // Connection is the state of the runtime's Redis connection.

@@ -36,7 +36,6 @@ func BenchmarkRedisCheck(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer reg.Close()
-		reg.SetRedisReady(true)
 		l, err := reg.Limiter("bench", "1000000000-S")
 		if err != nil {
 			b.Fatal(err)
@@ -66,7 +65,6 @@ func BenchmarkRedisCheckRatio(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer reg.Close()
-	reg.SetRedisReady(true)
 	l, err := reg.Limiter("bench", "1000000000-S")
 	if err != nil {
 		b.Fatal(err)
@@ -112,14 +110,15 @@ func BenchmarkDownCheck(b *testing.B) {
 	b.Run("redis-killed-not-ready", func(b *testing.B) {
 		srv := redistest.Start(b)
 		c := fastClient(b, srv.Addr())
-		reg, err := ratelimit.New(c, ratelimit.Options{Logger: quietLogger()})
+		sw := &readySwitch{}
+		reg, err := ratelimit.New(c, ratelimit.Options{Logger: quietLogger(), Watch: sw.watch})
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer reg.Close()
-		reg.SetRedisReady(true)
+		sw.set(true)
 		srv.Kill()
-		reg.SetRedisReady(false)
+		sw.set(false)
 		run(b, reg)
 	})
 	b.Run("memory-only", func(b *testing.B) {

@@ -7,8 +7,8 @@ import (
 	"github.com/taskhost/taskhost/ratelimit"
 )
 
-// A registry that was never told Redis is ready counts in memory. With the
-// runtime's client it moves to Redis on SetRedisReady(true).
+// A registry without a Redis client counts in memory. The runtime's
+// registry counts on Redis while its connection monitor says Redis is ready.
 func ExampleRegistry_Limiter() {
 	reg, err := ratelimit.New(nil, ratelimit.Options{})
 	if err != nil {

@@ -62,7 +62,7 @@ func testOutage(t *testing.T, stop func(*redistest.Server), start func(*testing.
 	require.GreaterOrEqual(t, e.reg.Stats().RedisErrors, uint64(3))
 
 	// Told not ready: memory at once, no dial waits.
-	e.reg.SetRedisReady(false)
+	e.sw.set(false)
 	require.Equal(t, ratelimit.BackendMemory, e.reg.Backend())
 	errsBefore := e.redisErrs.Load()
 	var slowest time.Duration
@@ -79,7 +79,7 @@ func testOutage(t *testing.T, stop func(*redistest.Server), start func(*testing.
 
 	start(t, e.srv)
 	require.NoError(t, e.admin.Del(ctx, ratelimit.KeyPrefix+"outage:k").Err())
-	e.reg.SetRedisReady(true)
+	e.sw.set(true)
 	require.Equal(t, ratelimit.BackendRedis, e.reg.Backend())
 	for i := 1; i <= 3; i++ {
 		_, err := l.Allow(ctx, "k")
@@ -104,16 +104,17 @@ func TestLazyRedisStore(t *testing.T) {
 	admin := adminClient(t, srv.Addr())
 
 	logs := &syncBuffer{}
-	newReg := func() (*ratelimit.Registry, *ratelimit.Limiter) {
-		reg, err := ratelimit.New(c, ratelimit.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	newReg := func() (*ratelimit.Registry, *ratelimit.Limiter, *readySwitch) {
+		sw := &readySwitch{}
+		reg, err := ratelimit.New(c, ratelimit.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Watch: sw.watch})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = reg.Close() })
 		l, err := reg.Limiter("lazy", "100-S")
 		require.NoError(t, err)
-		return reg, l
+		return reg, l, sw
 	}
 	// A: created while Redis is down, told ready only once it is up.
-	regA, la := newReg()
+	regA, la, swA := newReg()
 	res, err := la.Allow(ctx, "a")
 	require.NoError(t, err)
 	require.Equal(t, int64(99), res.Remaining)
@@ -121,9 +122,9 @@ func TestLazyRedisStore(t *testing.T) {
 
 	// B: told ready while Redis is still down (a race with the monitor). The
 	// scripts cannot load, so it stays on memory, within the client's bound.
-	regB, lb := newReg()
+	regB, lb, swB := newReg()
 	began := time.Now()
-	regB.SetRedisReady(true)
+	swB.set(true)
 	require.Less(t, time.Since(began), 2*maxCallWhileUndetected)
 	require.Equal(t, ratelimit.BackendMemory, regB.Backend())
 	_, err = lb.Allow(ctx, "b")
@@ -134,7 +135,7 @@ func TestLazyRedisStore(t *testing.T) {
 	require.Equal(t, 1, strings.Count(strings.TrimSpace(logs.String()), "\n")+1, "one line:\n%s", logs.String())
 
 	srv.MustRestart(t)
-	regA.SetRedisReady(true)
+	swA.set(true)
 	require.Equal(t, ratelimit.BackendRedis, regA.Backend())
 	_, err = la.Allow(ctx, "a")
 	require.NoError(t, err)
@@ -154,10 +155,11 @@ func TestTwoRegistriesShareGlobalLimit(t *testing.T) {
 	ctx := context.Background()
 	var limiters []*ratelimit.Limiter
 	for i := 0; i < 2; i++ {
-		reg, err := ratelimit.New(fastClient(t, srv.Addr()), ratelimit.Options{Logger: quietLogger()})
+		sw := &readySwitch{}
+		reg, err := ratelimit.New(fastClient(t, srv.Addr()), ratelimit.Options{Logger: quietLogger(), Watch: sw.watch})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = reg.Close() })
-		reg.SetRedisReady(true)
+		sw.set(true)
 		l, err := reg.Limiter("global", "100-S")
 		require.NoError(t, err)
 		limiters = append(limiters, l)
@@ -200,11 +202,12 @@ func TestTwoRegistriesShareGlobalLimit(t *testing.T) {
 func TestSwitchesWithoutRedisClient(t *testing.T) {
 	t.Parallel()
 	buf := &syncBuffer{}
-	reg, err := ratelimit.New(nil, ratelimit.Options{Logger: slog.New(slog.NewTextHandler(buf, nil))})
+	sw := &readySwitch{}
+	reg, err := ratelimit.New(nil, ratelimit.Options{Logger: slog.New(slog.NewTextHandler(buf, nil)), Watch: sw.watch})
 	require.NoError(t, err)
 	defer reg.Close()
-	reg.SetRedisReady(true)
-	reg.SetRedisReady(false)
+	sw.set(true)
+	sw.set(false)
 	require.Zero(t, reg.Switches(), "a memory-only registry never switches")
 	require.Empty(t, buf.String())
 }

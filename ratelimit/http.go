@@ -32,7 +32,7 @@ func (r *Registry) HTTPMiddleware(name, rate string, o HTTPOptions) (func(http.H
 	if err != nil {
 		return nil, err
 	}
-	ul := limiter.New(r.store, l.rate, limiter.WithTrustForwardHeader(o.TrustForwardHeader))
+	ul := limiter.New(r.store, l.Rate(), limiter.WithTrustForwardHeader(o.TrustForwardHeader))
 	keyOf := o.Key
 	if keyOf == nil {
 		keyOf = func(req *http.Request) string { return ul.GetIPKey(req) }

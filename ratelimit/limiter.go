@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/ulule/limiter/v3"
@@ -27,14 +28,14 @@ func (r Result) RetryIn() time.Duration { return max(time.Until(r.Reset), 0) }
 type Limiter struct {
 	reg  *Registry
 	name string
-	rate limiter.Rate
+	rate atomic.Pointer[limiter.Rate] // replaced by Registry.SetLimits
 }
 
 // Name is the limiter's namespace in Redis keys.
 func (l *Limiter) Name() string { return l.name }
 
 // Rate is the limiter's rate.
-func (l *Limiter) Rate() limiter.Rate { return l.rate }
+func (l *Limiter) Rate() limiter.Rate { return *l.rate.Load() }
 
 func (l *Limiter) key(key string) string {
 	if key == "" {
@@ -48,7 +49,7 @@ func (l *Limiter) key(key string) string {
 // ctx is done or Redis answers with an error that is not about reaching it;
 // connection failures are answered from memory.
 func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
-	c, reset, err := l.reg.get(ctx, l.key(key), l.rate)
+	c, reset, err := l.reg.get(ctx, l.key(key), *l.rate.Load())
 	if err != nil {
 		return Result{}, fmt.Errorf("ratelimit: %s: %w", l.name, err)
 	}

@@ -137,7 +137,7 @@ func TestLimiterOnMemory(t *testing.T) {
 	nilReg, err := ratelimit.New(nil, ratelimit.Options{})
 	require.NoError(t, err)
 	defer nilReg.Close()
-	nilReg.SetRedisReady(true) // no client: stays in memory
+	// no client: in memory, ready or not
 	require.Equal(t, ratelimit.BackendMemory, nilReg.Backend())
 	l2, err := nilReg.Limiter("x", "1-M")
 	require.NoError(t, err)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskhost/taskhost/internal/connerr"
 	"github.com/ulule/limiter/v3"
 	redisstore "github.com/ulule/limiter/v3/drivers/store/redis"
 )
@@ -51,6 +53,16 @@ type Options struct {
 	// SweepInterval is how often expired in-memory counters are deleted;
 	// 30s when zero.
 	SweepInterval time.Duration
+	// Watch tells the Registry whether Redis is ready. New calls it once
+	// with setReady; from then on the owner calls setReady(true) when Redis
+	// becomes ready and setReady(false) when it stops being ready, and the
+	// Registry counts in memory until told ready. Close calls the returned
+	// stop func, when not nil. The runtime passes a subscription to its
+	// connection monitor, so only the monitor switches the Registry.
+	// Without Watch, Redis is taken as ready from the start: the Redis store
+	// is built on the first check, and a check that Redis cannot serve is
+	// answered from memory.
+	Watch func(setReady func(ready bool)) (stop func())
 }
 
 // Registry hands out limiters that share one fallback store: ulule's Redis
@@ -60,15 +72,18 @@ type Options struct {
 // together admit up to N times the rate. When Redis is ready again, counting
 // moves back to Redis and the in-memory counters are dropped.
 //
-// The Registry does not decide when Redis is down; the runtime tells it with
-// SetRedisReady, from its connection monitor. A Registry starts on memory.
+// The Registry does not decide when Redis is down; the runtime tells it
+// through Options.Watch, from its connection monitor, and nothing else can
+// switch it. A watched Registry starts on memory.
 type Registry struct {
 	client       redis.UniversalClient
 	log          *slog.Logger
 	onRedisError func(error)
 	mem          *memoryStore
 	store        fallbackStore
-	named        map[string]*Limiter
+
+	namedMu sync.RWMutex
+	named   map[string]*Limiter // guarded by namedMu
 
 	ready atomic.Bool
 	rs    atomic.Pointer[limiter.Store] // ulule's Redis store, built on the first ready
@@ -77,6 +92,8 @@ type Registry struct {
 	backend     string     // as last logged; guarded by mu
 	lastBuild   time.Time  // guarded by mu
 	buildFailed bool       // guarded by mu
+
+	stopWatch func() // ends Options.Watch; nil when none
 
 	sweepEvery time.Duration
 	sweepMu    sync.Mutex
@@ -88,8 +105,9 @@ type Registry struct {
 	redisErrors atomic.Uint64
 }
 
-// New returns a Registry on client, counting in memory until SetRedisReady
-// (true). It never touches Redis. A nil client gives a memory-only Registry.
+// New returns a Registry on client. With opts.Watch it counts in memory until
+// told that Redis is ready; without, it counts on Redis from the first check.
+// It never touches Redis itself. A nil client gives a memory-only Registry.
 // Every rate in opts.Limits is parsed; a bad one is an error naming its key,
 // ratelimit.limits.<name>. Close stops the Registry's sweeper.
 func New(client redis.UniversalClient, opts Options) (*Registry, error) {
@@ -123,6 +141,11 @@ func New(client redis.UniversalClient, opts Options) (*Registry, error) {
 		return nil, err
 	}
 	r.sweeper = time.AfterFunc(r.sweepEvery, r.sweep)
+	if opts.Watch == nil {
+		r.ready.Store(true) // the store is built by the first check
+	} else {
+		r.stopWatch = opts.Watch(r.setRedisReady)
+	}
 	return r, nil
 }
 
@@ -135,9 +158,13 @@ func (r *Registry) sweep() {
 	}
 }
 
-// Close stops sweeping expired in-memory counters. Limiters keep working.
-// It does not close the Redis client, which the caller owns.
+// Close stops watching (the func Options.Watch returned) and sweeping
+// expired in-memory counters. Limiters keep working. It does not close the
+// Redis client, which the caller owns.
 func (r *Registry) Close() error {
+	if r.stopWatch != nil {
+		r.stopWatch()
+	}
 	r.sweepMu.Lock()
 	defer r.sweepMu.Unlock()
 	if r.sweeper != nil {
@@ -151,18 +178,17 @@ func (r *Registry) Close() error {
 // limiter.New and middlewares. Keys are stored under KeyPrefix.
 func (r *Registry) Store() limiter.Store { return r.store }
 
-// SetRedisReady tells the Registry whether Redis is ready; the runtime calls
-// it on every change of its connection monitor's state.
+// setRedisReady tells the Registry whether Redis is ready; Options.Watch
+// calls it on every change of the owner's connection state.
 //
 // The first time it is told ready, it builds ulule's Redis store, which loads
 // two Lua scripts (bounded by the client's timeouts). If that fails, counting
 // stays in memory and a check retries the build at most once a second.
 //
 // Once told not ready, no check touches Redis: all answer from memory at once.
-// Told ready, checks go to Redis; a check that fails with a connection-type
-// error is answered from memory and reported to Options.OnRedisError, but the
+// Told ready, checks go to Redis; a check that Redis cannot serve is answered from memory and reported to Options.OnRedisError, but the
 // Registry stays on Redis until it is told otherwise.
-func (r *Registry) SetRedisReady(ready bool) {
+func (r *Registry) setRedisReady(ready bool) {
 	r.ready.Store(ready)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -237,7 +263,7 @@ func (r *Registry) buildLocked() {
 		// the monitor's to report; one that refuses the scripts is news.
 		if !r.buildFailed {
 			level := slog.LevelWarn
-			if unavailable(err) {
+			if connerr.Down(err) {
 				level = slog.LevelDebug
 			}
 			r.log.Log(context.Background(), level, "cannot load the rate limit scripts into Redis; counting stays in memory, per instance",
@@ -292,7 +318,9 @@ func (r *Registry) LimiterRate(name string, rate limiter.Rate) (*Limiter, error)
 	if rate.Limit < 1 || rate.Period <= 0 {
 		return nil, fmt.Errorf("ratelimit: limiter %s: %d per %s is %w (at least 1 event per a positive period)", name, rate.Limit, rate.Period, ErrBadRate)
 	}
-	return &Limiter{reg: r, name: name, rate: rate}, nil
+	l := &Limiter{reg: r, name: name}
+	l.rate.Store(&rate)
+	return l, nil
 }
 
 func (r *Registry) newLimiter(name, rate, key string) (*Limiter, error) {
@@ -303,16 +331,54 @@ func (r *Registry) newLimiter(name, rate, key string) (*Limiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Limiter{reg: r, name: name, rate: rt}, nil
+	l := &Limiter{reg: r, name: name}
+	l.rate.Store(&rt)
+	return l, nil
 }
 
 // Named returns the limiter configured as ratelimit.limits.<name>.
 func (r *Registry) Named(name string) (*Limiter, error) {
+	r.namedMu.RLock()
+	defer r.namedMu.RUnlock()
 	if l, ok := r.named[name]; ok {
 		return l, nil
 	}
 	names := slices.Sorted(maps.Keys(r.named))
 	return nil, fmt.Errorf("%w: %q (configured: %s)", ErrUnknownLimiter, name, strings.Join(names, ", "))
+}
+
+// SetLimits changes the named rates while limiters are in use, for a config
+// reload: each name of limits that exists gets its new rate at once (the
+// limiters that Named handed out follow it: the next check counts against
+// it, in the current window), and a new name is added. A name absent from
+// limits keeps its limiter and rate. Every rate is parsed first; a bad one
+// is an error naming its key, ratelimit.limits.<name>, and changes nothing.
+func (r *Registry) SetLimits(limits map[string]string) error {
+	rates := make(map[string]limiter.Rate, len(limits))
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(limits)) {
+		rt, err := parseRateAt("ratelimit.limits."+name, limits[name])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rates[name] = rt
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	r.namedMu.Lock()
+	defer r.namedMu.Unlock()
+	for name, rt := range rates {
+		if l, ok := r.named[name]; ok {
+			l.rate.Store(&rt)
+			continue
+		}
+		l := &Limiter{reg: r, name: name}
+		l.rate.Store(&rt)
+		r.named[name] = l
+	}
+	return nil
 }
 
 // get is one check through the fallback store, with the exact window end.

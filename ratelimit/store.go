@@ -2,17 +2,15 @@ package ratelimit
 
 import (
 	"context"
-	"errors"
-	"io"
-	"net"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/ulule/limiter/v3"
 	"github.com/ulule/limiter/v3/drivers/store/common"
 	"github.com/ulule/limiter/v3/drivers/store/memory"
+
+	"github.com/taskhost/taskhost/internal/connerr"
 )
 
 // resetNote carries the exact end of the window out of a store call. ulule's
@@ -130,34 +128,10 @@ func (f fallbackStore) do(ctx context.Context, op func(limiter.Store) (limiter.C
 		if err == nil {
 			return c, nil
 		}
-		if ctx.Err() != nil || !unavailable(err) {
+		if !connerr.DownFor(ctx, err) {
 			return c, err
 		}
 		f.r.redisFailed(err)
 	}
 	return op(f.r.mem)
-}
-
-// unavailable reports whether err means Redis could not be reached or cannot
-// serve right now, as opposed to an error in the request itself.
-func unavailable(err error) bool {
-	switch {
-	case errors.Is(err, redis.ErrClosed),
-		errors.Is(err, redis.ErrPoolTimeout),
-		errors.Is(err, redis.ErrPoolExhausted),
-		errors.Is(err, io.EOF),
-		errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, syscall.ECONNREFUSED),
-		errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, syscall.EPIPE),
-		errors.Is(err, context.DeadlineExceeded):
-		return true
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return true
-	}
-	return redis.IsLoadingError(err) || redis.IsReadOnlyError(err) ||
-		redis.IsClusterDownError(err) || redis.IsTryAgainError(err) ||
-		redis.IsMasterDownError(err) || redis.IsMaxClientsError(err)
 }

@@ -59,8 +59,7 @@ func newQueue(t *testing.T, rates map[string]string) *queue {
 	q := &queue{rdb: adminClient(t, srv.Addr()), done: map[string][]time.Time{}}
 	reg, err := ratelimit.New(q.rdb, ratelimit.Options{Logger: quietLogger()})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = reg.Close() })
-	reg.SetRedisReady(true)
+	t.Cleanup(func() { _ = reg.Close() }) // no Watch: on Redis from the first check
 	q.reg = reg
 	mw, err := reg.TaskMiddleware(rates)
 	require.NoError(t, err)

@@ -17,7 +17,7 @@ import (
 
 // TestMain lets the harness re-execute this test binary as a child worker.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == childFlag {
+	if len(os.Args) > 1 && (os.Args[1] == childFlag || os.Args[1] == workerFlag) {
 		os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	goleak.VerifyTestMain(m,

@@ -42,7 +42,7 @@ func (h *harness) drain(ctx context.Context, side string, c int) error {
 		return err
 	}
 	what := fmt.Sprintf("drain-c%d", c)
-	ch, err := startChild(h.exe, side+" "+what, childSpec{side: side, redisURL: h.url, concurrency: c, n: n,
+	ch, err := h.startChild(side+" "+what, childSpec{side: side, redisURL: h.url, concurrency: c, n: n,
 		cpuProfile: h.profile(side, what)})
 	if err != nil {
 		return err
@@ -82,6 +82,9 @@ func (h *harness) drain(ctx context.Context, side string, c int) error {
 	h.add(side, fmt.Sprintf("drain_c%d_commands_per_task", c), cpt)
 	h.add(side, fmt.Sprintf("drain_c%d_scripts_per_task", c), float64(scriptCalls(cmds))/float64(n))
 	h.add(side, fmt.Sprintf("drain_c%d_peak_rss_mb", c), mb(hwm))
+	if ch.logPath != "" {
+		h.add(side, fmt.Sprintf("drain_c%d_log_bytes_per_task", c), float64(ch.logBytes())/float64(n))
+	}
 	h.breakdown(side, fmt.Sprintf("drain c=%d, calls per task", c), perUnit(cmds, float64(n)))
 	h.logf("%-8s drain c=%-3d %8.0f tasks/s  %.3f CPU s/1k  %.2f cmds/task  peak RSS %.1f MB",
 		side, c, tps, cpu, cpt, mb(hwm))

@@ -27,6 +27,12 @@ type options struct {
 	cpuProfileDir      string
 	phases             map[string]bool
 	printPath          string
+	taskhostMode       string // modeBinary or modeLibrary
+	noConfig           bool   // the harness's redis-servers refuse CONFIG
+	logDir             string // binary mode: keep the children's configs and logs here
+	sparseN            int
+	sparseMin          time.Duration
+	sparseMax          time.Duration
 }
 
 // Phases a run can be limited to with -phases.
@@ -35,9 +41,10 @@ const (
 	phaseLatency = "latency"
 	phaseIdle    = "idle" // idle worker, then Redis down
 	phaseEnqueue = "enqueue"
+	phaseSparse  = "sparse" // start latency of tasks one to five seconds apart
 )
 
-var allPhases = []string{phaseDrain, phaseLatency, phaseIdle, phaseEnqueue}
+var allPhases = []string{phaseDrain, phaseLatency, phaseSparse, phaseIdle, phaseEnqueue}
 
 // quickDefaults are the -quick values of the flags not set explicitly: a
 // CI-sized run of well under a minute.
@@ -47,11 +54,13 @@ var quickDefaults = map[string]string{
 	"latency-duration": "3s",
 	"idle-duration":    "2s",
 	"down-duration":    "3s",
+	"sparse-n":         "4",
+	"sparse-gap":       "200ms-1s",
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
-	var conc, phases string
+	var conc, phases, gap string
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.n, "n", 50000, "tasks per drain and per enqueue measurement")
@@ -68,6 +77,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "CI-sized run (< 60 s): -n 2000 -rounds 1 -latency-duration 3s -idle-duration 2s -down-duration 3s unless set")
 	fs.StringVar(&o.cpuProfileDir, "cpuprofile", "", "write a CPU profile of each child worker into `dir`")
 	fs.StringVar(&o.printPath, "print", "", "print the table of an earlier -json `file`, with the targets judged again, and exit")
+	fs.StringVar(&o.taskhostMode, "taskhost", modeBinary, "how the taskhost side runs: binary (the worker command with a config file, its log in a file, as users run it) or library (runtime.New in the child, log to io.Discard)")
+	fs.BoolVar(&o.noConfig, "no-config", false, "start the harness's redis-servers with CONFIG renamed away, as managed services that refuse it")
+	fs.StringVar(&o.logDir, "log-dir", "", "binary mode: keep the children's config files and logs in `dir` (default: a temporary directory, removed)")
+	fs.IntVar(&o.sparseN, "sparse-n", 20, "tasks of the sparse phase, each enqueued after a random gap")
+	fs.StringVar(&gap, "sparse-gap", "1s-5s", "range of the sparse phase's gaps, `min-max`")
 	fs.StringVar(&phases, "phases", strings.Join(allPhases, ","), "comma-separated phases to run: drain, latency, idle (idle then Redis down), enqueue")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -93,6 +107,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.phases, err = parsePhases(phases); err != nil {
 		return o, fmt.Errorf("-phases: %w", err)
 	}
+	if o.sparseMin, o.sparseMax, err = parseRange(gap); err != nil {
+		return o, fmt.Errorf("-sparse-gap: %w", err)
+	}
 	return o, o.validate()
 }
 
@@ -110,6 +127,12 @@ func (o options) validate() error {
 	if o.idleDuration <= 0 || o.downDuration <= 0 {
 		errs = append(errs, errors.New("-idle-duration and -down-duration must be > 0"))
 	}
+	if o.taskhostMode != modeBinary && o.taskhostMode != modeLibrary {
+		errs = append(errs, fmt.Errorf("-taskhost %q: want %s or %s", o.taskhostMode, modeBinary, modeLibrary))
+	}
+	if o.sparseN < 1 {
+		errs = append(errs, errors.New("-sparse-n must be >= 1"))
+	}
 	if o.enqueueParallel < 1 {
 		errs = append(errs, errors.New("-enqueue-parallel must be >= 1"))
 	}
@@ -126,6 +149,21 @@ func parseInts(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// parseRange reads "min-max" durations, 0 < min <= max.
+func parseRange(s string) (lo, hi time.Duration, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	if ok {
+		lo, err = time.ParseDuration(strings.TrimSpace(a))
+		if err == nil {
+			hi, err = time.ParseDuration(strings.TrimSpace(b))
+		}
+	}
+	if !ok || err != nil || lo <= 0 || hi < lo {
+		return 0, 0, fmt.Errorf("%q: want min-max durations, 0 < min <= max, e.g. 1s-5s", s)
+	}
+	return lo, hi, nil
 }
 
 func parsePhases(s string) (map[string]bool, error) {

@@ -23,6 +23,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if len(args) > 0 && args[0] == childFlag {
 		return childMain(ctx, args[1:], stdin, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == workerFlag {
+		return workerMain(ctx, args[1:])
+	}
 	opts, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -93,6 +96,7 @@ type harness struct {
 	asynqOpt asynq.RedisConnOpt
 	insp     *asynq.Inspector // checks that queues are as expected
 	ownRedis bool             // redis-server is on PATH: idle, down and outbox use their own
+	workDir  string           // binary mode: the children's config and log files
 	progress io.Writer
 	round    int
 	// samples[side][key] holds one value per round.
@@ -135,8 +139,20 @@ func newHarness(ctx context.Context, opts options, progress io.Writer) (*harness
 			closers[i]()
 		}
 	}
+	if opts.taskhostMode == modeBinary {
+		dir := opts.logDir
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "taskhost-bench-"); err != nil {
+				return nil, nil, err
+			}
+			closers = append(closers, func() { _ = os.RemoveAll(dir) })
+		} else if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, nil, err
+		}
+		h.workDir = dir
+	}
 	if h.url == "" {
-		srv, err := redistest.New(redistest.Options{})
+		srv, err := redistest.New(h.redisOptions())
 		if err != nil {
 			return nil, nil, err
 		}
@@ -186,6 +202,11 @@ func (h *harness) measure(ctx context.Context, side string) error {
 			return fmt.Errorf("latency: %w", err)
 		}
 	}
+	if h.opts.phases[phaseSparse] {
+		if err := h.sparse(ctx, side); err != nil {
+			return fmt.Errorf("sparse: %w", err)
+		}
+	}
 	if h.opts.phases[phaseIdle] {
 		if err := h.idleDown(ctx, side); err != nil {
 			return fmt.Errorf("idle and down: %w", err)
@@ -223,6 +244,15 @@ func (h *harness) profile(side, what string) string {
 		return ""
 	}
 	return filepath.Join(h.opts.cpuProfileDir, fmt.Sprintf("%s-%s-r%d.pprof", side, what, h.round))
+}
+
+// redisOptions are the options of the harness's own redis-servers: with
+// -no-config, CONFIG is renamed away, as on managed services that refuse it.
+func (h *harness) redisOptions() redistest.Options {
+	if h.opts.noConfig {
+		return redistest.Options{Args: []string{"--rename-command", "CONFIG", ""}}
+	}
+	return redistest.Options{}
 }
 
 // flush wipes Redis with FLUSHALL. It also renews the asynq client, which

@@ -24,7 +24,7 @@ func (h *harness) idleDown(ctx context.Context, side string) error {
 	var srv *redistest.Server
 	if h.ownRedis {
 		var err error
-		if srv, err = redistest.New(redistest.Options{}); err != nil {
+		if srv, err = redistest.New(h.redisOptions()); err != nil {
 			return err
 		}
 		defer srv.Close()
@@ -40,7 +40,7 @@ func (h *harness) idleDown(ctx context.Context, side string) error {
 	if err := h.lifecycle(ctx, side, url, rdb); err != nil {
 		return fmt.Errorf("start and stop: %w", err)
 	}
-	ch, err := startChild(h.exe, side+" idle", childSpec{side: side, redisURL: url,
+	ch, err := h.startChild(side+" idle", childSpec{side: side, redisURL: url,
 		concurrency: h.opts.latencyConcurrency, cpuProfile: h.profile(side, "idle-down")})
 	if err != nil {
 		return err
@@ -177,7 +177,7 @@ func (h *harness) lifecycle(ctx context.Context, side, url string, rdb *redis.Cl
 	if err != nil {
 		return err
 	}
-	ch, err := startChild(h.exe, side+" start-stop", childSpec{side: side, redisURL: url,
+	ch, err := h.startChild(side+" start-stop", childSpec{side: side, redisURL: url,
 		concurrency: h.opts.latencyConcurrency})
 	if err != nil {
 		return err

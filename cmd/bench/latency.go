@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 )
 
@@ -14,7 +15,7 @@ func (h *harness) latency(ctx context.Context, side string) error {
 	}
 	rate, d := h.opts.latencyRate, h.opts.latencyDuration
 	k := max(1, int(float64(rate)*d.Seconds()))
-	ch, err := startChild(h.exe, side+" latency", childSpec{side: side, redisURL: h.url,
+	ch, err := h.startChild(side+" latency", childSpec{side: side, redisURL: h.url,
 		concurrency: h.opts.latencyConcurrency, n: k, record: true, cpuProfile: h.profile(side, "latency")})
 	if err != nil {
 		return err
@@ -62,4 +63,46 @@ func produce(ctx context.Context, c enqueuer, rate, k int) (time.Duration, error
 		}
 	}
 	return time.Since(start) + interval, nil
+}
+
+// sparse enqueues -sparse-n tasks from a plain asynq.Client, each after a
+// random gap in -sparse-gap, into an idle worker, and takes percentiles of
+// their start latency: what a worker that mostly waits gives.
+func (h *harness) sparse(ctx context.Context, side string) error {
+	if err := h.flush(ctx); err != nil {
+		return err
+	}
+	k := h.opts.sparseN
+	ch, err := h.startChild(side+" sparse", childSpec{side: side, redisURL: h.url,
+		concurrency: h.opts.latencyConcurrency, n: k, record: true, cpuProfile: h.profile(side, "sparse")})
+	if err != nil {
+		return err
+	}
+	defer ch.kill()
+	if _, err := ch.await("ready", childReady); err != nil {
+		return err
+	}
+	if err := sleep(ctx, h.settle()); err != nil {
+		return err
+	}
+	lo, hi := h.opts.sparseMin, h.opts.sparseMax
+	for range k {
+		gap := lo + time.Duration(rand.Int64N(int64(hi-lo)+1))
+		if err := sleep(ctx, gap); err != nil {
+			return err
+		}
+		if _, err := h.client.EnqueueContext(ctx, newTask(time.Now())); err != nil {
+			return fmt.Errorf("sparse: %w", err)
+		}
+	}
+	done, err := ch.await("done", time.Minute)
+	if err != nil {
+		return err
+	}
+	ch.kill()
+	h.add(side, "sparse_p50_ms", done.P50ms)
+	h.add(side, "sparse_p99_ms", done.P99ms)
+	h.add(side, "sparse_max_ms", done.MaxMs)
+	h.logf("%-8s sparse (%d tasks, gaps %s-%s): p50 %.2f ms  p99 %.2f ms  max %.2f ms", side, k, lo, hi, done.P50ms, done.P99ms, done.MaxMs)
+	return nil
 }

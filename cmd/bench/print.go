@@ -72,8 +72,17 @@ func readFile(path string) string {
 func printReport(w io.Writer, r *Report) {
 	m := r.Machine
 	fmt.Fprintf(w, "taskhost vs bare asynq %s: %d rounds, n=%d, medians [min..max]\n", m.Asynq, r.Params.Rounds, r.Params.N)
-	fmt.Fprintf(w, "machine: %d CPUs (%s), kernel %s, load %s -> %s, %s, redis %s; %.0f s\n\n",
+	fmt.Fprintf(w, "machine: %d CPUs (%s), kernel %s, load %s -> %s, %s, redis %s; %.0f s\n",
 		m.NProc, m.CPUModel, m.Kernel, m.LoadStart, m.LoadEnd, m.GoVersion, m.RedisVersion, r.Duration)
+	side := "the worker command with a config file, its info log written to a file"
+	if r.Params.Taskhost == modeLibrary {
+		side = "runtime.New in the child, its log to io.Discard"
+	}
+	redisCfg := "CONFIG allowed"
+	if r.Params.NoConfig {
+		redisCfg = "CONFIG renamed away (refused)"
+	}
+	fmt.Fprintf(w, "taskhost side: %s; Redis: %s\n\n", side, redisCfg)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "figure\tunit\tbare asynq\ttaskhost\ttaskhost/bare\t")
 	for _, row := range r.Rows {

@@ -27,14 +27,34 @@ type child struct {
 	// started is when the process was started; ended, set before exited
 	// is closed, when it was seen to exit.
 	started, ended time.Time
+	// binary is set for the worker command (binary mode): it is ready when
+	// its /readyz on health answers 200, and stops on SIGTERM. logPath is
+	// the file its stderr (the log) goes to; "" keeps a tail in memory.
+	binary  bool
+	health  string
+	logPath string
 }
 
 // startChild re-executes exe as a child worker for spec.
 func startChild(exe, name string, spec childSpec) (*child, error) {
-	cmd := exec.Command(exe, spec.args()...)
+	return startProcess(exe, name, spec.args(), "")
+}
+
+// startProcess starts exe with args; its stderr goes to logPath, or to an
+// in-memory tail when logPath is "".
+func startProcess(exe, name string, args []string, logPath string) (*child, error) {
+	cmd := exec.Command(exe, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	c := &child{name: name, cmd: cmd, events: make(chan event, 16), stderr: &tail{max: 4096}, exited: make(chan struct{})}
+	c := &child{name: name, cmd: cmd, events: make(chan event, 16), stderr: &tail{max: 4096}, exited: make(chan struct{}), logPath: logPath}
 	cmd.Stderr = c.stderr
+	if logPath != "" {
+		f, err := os.Create(logPath)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close() // the child holds its own descriptor
+		cmd.Stderr = f
+	}
 	var err error
 	if c.stdin, err = cmd.StdinPipe(); err != nil {
 		return nil, err
@@ -70,6 +90,9 @@ func (c *child) lifetime() time.Duration { return c.ended.Sub(c.started) }
 
 // await waits up to d for the event named want.
 func (c *child) await(want string, d time.Duration) (event, error) {
+	if c.binary && want == "ready" {
+		return c.awaitReady(d)
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
@@ -77,22 +100,25 @@ func (c *child) await(want string, d time.Duration) (event, error) {
 		case e, ok := <-c.events:
 			switch {
 			case !ok:
-				return e, fmt.Errorf("%s: child exited before %q: %s", c.name, want, c.stderr)
+				return e, fmt.Errorf("%s: child exited before %q: %s", c.name, want, c.stderrText())
 			case e.Event == "error":
 				return e, fmt.Errorf("%s: child: %s", c.name, e.Error)
 			case e.Event == want:
 				return e, nil
 			}
 		case <-t.C:
-			return event{}, fmt.Errorf("%s: no %q from the child within %s; its stderr: %s", c.name, want, d, c.stderr)
+			return event{}, fmt.Errorf("%s: no %q from the child within %s; its stderr: %s", c.name, want, d, c.stderrText())
 		}
 	}
 }
 
-// stop closes the child's stdin, which stops its worker gracefully, and
-// kills it after d.
+// stop closes the child's stdin (binary mode: sends SIGTERM), which stops
+// its worker gracefully, and kills it after d.
 func (c *child) stop(d time.Duration) error {
 	_ = c.stdin.Close()
+	if c.binary {
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	}
 	select {
 	case <-c.exited:
 	case <-time.After(d):
@@ -101,9 +127,25 @@ func (c *child) stop(d time.Duration) error {
 		return fmt.Errorf("%s: child did not stop within %s; killed", c.name, d)
 	}
 	if c.err != nil {
-		return fmt.Errorf("%s: child: %w: %s", c.name, c.err, c.stderr)
+		return fmt.Errorf("%s: child: %w: %s", c.name, c.err, c.stderrText())
 	}
 	return nil
+}
+
+// stderrText is the end of the child's stderr: its log in binary mode.
+func (c *child) stderrText() string {
+	if c.logPath == "" {
+		return c.stderr.String()
+	}
+	b, err := os.ReadFile(c.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	const max = 4096
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // kill ends the child at once.

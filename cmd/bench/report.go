@@ -33,6 +33,10 @@ type Params struct {
 	EnqueueParallel    int     `json:"enqueue_parallel"`
 	Quick              bool    `json:"quick"`
 	OwnRedis           bool    `json:"own_redis"`
+	Taskhost           string  `json:"taskhost,omitempty"`  // binary or library
+	NoConfig           bool    `json:"no_config,omitempty"` // CONFIG renamed away
+	SparseN            int     `json:"sparse_n,omitempty"`
+	SparseGap          string  `json:"sparse_gap,omitempty"`
 }
 
 // Stat is one figure over the rounds.
@@ -93,6 +97,7 @@ func rowSpecs(o options) []rowSpec {
 			rowSpec{key: k("commands_per_task"), label: "  Redis commands", unit: "cmds/task", better: "lower"},
 			rowSpec{key: k("scripts_per_task"), label: "  of which scripts", unit: "scripts/task", better: "lower"},
 			rowSpec{key: k("peak_rss_mb"), label: "  peak RSS", unit: "MB", better: "lower"},
+			rowSpec{key: k("log_bytes_per_task"), label: "  log written", unit: "bytes/task", better: "lower"},
 			rowSpec{key: k("lifetime_s"), label: "  worker process lifetime", unit: "s", better: "lower"},
 		)
 	}
@@ -103,6 +108,9 @@ func rowSpecs(o options) []rowSpec {
 		rowSpec{key: "latency_p99_ms", label: "start latency p99", unit: "ms", better: "lower"},
 		rowSpec{key: "latency_max_ms", label: "start latency max", unit: "ms", better: "lower"},
 		rowSpec{key: "latency_rate_per_s", label: "  stream rate achieved", unit: "tasks/s", better: "higher"},
+		rowSpec{key: "sparse_p50_ms", label: fmt.Sprintf("sparse start latency p50 (%d tasks, gaps %s-%s)", o.sparseN, o.sparseMin, o.sparseMax), unit: "ms", better: "lower"},
+		rowSpec{key: "sparse_p99_ms", label: "sparse start latency p99", unit: "ms", better: "lower"},
+		rowSpec{key: "sparse_max_ms", label: "sparse start latency max", unit: "ms", better: "lower"},
 		rowSpec{key: "idle_commands_per_s", label: fmt.Sprintf("idle worker (c=%d)", o.latencyConcurrency), unit: "Redis cmds/s", better: "lower"},
 		rowSpec{key: "idle_cpu_pct", label: "  idle CPU", unit: "% of a core", better: "lower"},
 		rowSpec{key: "idle_rss_mb", label: "  idle RSS", unit: "MB", better: "lower"},
@@ -132,7 +140,8 @@ func (h *harness) report(m Machine, started time.Time) *Report {
 		Params: Params{N: o.n, Rounds: o.rounds, Concurrency: o.concurrency, LatencyRate: o.latencyRate,
 			LatencyDurationS: o.latencyDuration.Seconds(), LatencyConcurrency: o.latencyConcurrency,
 			IdleDurationS: o.idleDuration.Seconds(), DownDurationS: o.downDuration.Seconds(),
-			EnqueueParallel: o.enqueueParallel, Quick: o.quick, OwnRedis: h.ownRedis},
+			EnqueueParallel: o.enqueueParallel, Quick: o.quick, OwnRedis: h.ownRedis,
+			Taskhost: o.taskhostMode, NoConfig: o.noConfig, SparseN: o.sparseN, SparseGap: fmt.Sprintf("%s-%s", o.sparseMin, o.sparseMax)},
 		Started:  started.UTC().Format(time.RFC3339),
 		Duration: math.Round(time.Since(started).Seconds()*10) / 10,
 		Commands: h.commands,

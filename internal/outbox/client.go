@@ -12,7 +12,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
+
+	"github.com/taskhost/taskhost/internal/tracing"
 )
 
 // Defaults for the zero Options fields; they match the runtime's config.
@@ -43,6 +46,9 @@ type Options struct {
 	// Logger receives the outbox's few log lines, with component=outbox
 	// (default slog.Default()).
 	Logger *slog.Logger
+	// Tracer, when set, traces each Submit and each delivery from the
+	// outbox; nil (tracing off) adds nothing to either.
+	Tracer *tracing.Tracer
 }
 
 // Result is the outcome of Submit.
@@ -64,6 +70,8 @@ type Client struct {
 	opts  Options
 	log   *slog.Logger
 	lim   *rate.Limiter
+	// tracer is Options.Tracer; nil when tracing is off.
+	tracer *tracing.Tracer
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -131,6 +139,7 @@ func New(inner *asynq.Client, ready func() bool, opts Options) (*Client, error) 
 		opts:     opts,
 		log:      opts.Logger.With("component", "outbox"),
 		lim:      newLimiter(opts.DrainRate),
+		tracer:   opts.Tracer,
 		kick:     make(chan struct{}, 1),
 		loopDone: make(chan struct{}),
 		ids:      make(map[string]int),
@@ -207,7 +216,7 @@ func (c *Client) EnqueueContext(ctx context.Context, task *asynq.Task, opts ...a
 // Errors: asynq's own (validation, ErrDuplicateTask, ErrTaskIDConflict)
 // as asynq returns them; ErrOutboxFull, wrapped, when the outbox is at a
 // bound; ErrClosed after Close; the context's error when ctx is done.
-func (c *Client) Submit(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (Result, error) {
+func (c *Client) Submit(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (res Result, err error) {
 	if c.closed.Load() {
 		return Result{}, ErrClosed
 	}
@@ -218,6 +227,11 @@ func (c *Client) Submit(ctx context.Context, task *asynq.Task, opts ...asynq.Opt
 	if !ok {
 		id = uuid.NewString()
 		opts = append(opts[:len(opts):len(opts)], asynq.TaskID(id))
+	}
+	if c.tracer != nil {
+		var span trace.Span
+		ctx, task, span = c.traceSend(ctx, task, opts, id)
+		defer func() { tracing.EndSend(span, id, res.Held, err) }()
 	}
 	if !c.ready() {
 		return c.hold(ctx, task, opts, id, nil)

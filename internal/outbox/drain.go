@@ -5,6 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/taskhost/taskhost/internal/tracing"
 )
 
 // Drain tuning: how many tasks one round takes from the outbox, and how
@@ -118,6 +122,11 @@ func (c *Client) deliver(ctx context.Context, e *entry) (present bool, err error
 		return false, err // cannot happen: the entry was decoded when stored
 	}
 	task, opts := s.task()
+	if c.tracer != nil {
+		var span trace.Span
+		ctx, span = c.tracer.StartReplay(ctx, s.Type, s.Queue, s.ID, s.Headers)
+		defer func() { tracing.EndSend(span, s.ID, false, err) }()
+	}
 	_, err = c.inner.EnqueueContext(ctx, task, opts...)
 	if delivered(err) {
 		return true, nil

@@ -61,11 +61,17 @@ func known(o asynq.Option) bool {
 // lastTaskID returns the task ID set by the last TaskID option in either
 // list (call options override task options), and whether there was one.
 func lastTaskID(taskOpts, callOpts []asynq.Option) (string, bool) {
+	return lastString(taskOpts, callOpts, asynq.TaskIDOpt)
+}
+
+// lastString returns the value of the last option of type typ in either
+// list (call options override task options), and whether there was one.
+func lastString(taskOpts, callOpts []asynq.Option, typ asynq.OptionType) (string, bool) {
 	for _, list := range [][]asynq.Option{callOpts, taskOpts} {
 		for i := len(list) - 1; i >= 0; i-- {
-			if o := list[i]; known(o) && o.Type() == asynq.TaskIDOpt {
-				id, _ := o.Value().(string)
-				return id, true
+			if o := list[i]; known(o) && o.Type() == typ {
+				v, _ := o.Value().(string)
+				return v, true
 			}
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskhost/taskhost/internal/connerr"
 )
 
 // restartState is guarded by Monitor.mu.
@@ -95,11 +97,13 @@ func (m *Monitor) checkRestart(ctx context.Context) error {
 	return nil
 }
 
-// checkFailed turns a failed check into a probe failure when it is a network
-// error; a server refusal (ACL, read-only replica) disables the check instead.
+// checkFailed turns a failed check into a probe failure when Redis cannot
+// serve for now (connerr.Down: unreachable, LOADING, MASTERDOWN...); a server
+// refusal that will not pass (an ACL, or READONLY: the target is a replica,
+// where the marker cannot be written) disables the check instead.
 func (m *Monitor) checkFailed(err error) error {
 	var rerr redis.Error
-	if !errors.As(err, &rerr) || IsNetworkError(err) {
+	if !errors.As(err, &rerr) || (connerr.Down(err) && !redis.IsReadOnlyError(err)) {
 		return err
 	}
 	m.mu.Lock()

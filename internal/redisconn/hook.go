@@ -2,16 +2,15 @@ package redisconn
 
 import (
 	"context"
-	"errors"
-	"io"
 	"net"
-	"syscall"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskhost/taskhost/internal/connerr"
 )
 
 // nudgeHook asks the monitor for a probe when any command, pipeline or dial
-// fails with a network error, so an outage is noticed on the first failed
+// fails because Redis cannot serve (connerr.Down), so an outage is noticed on the first failed
 // call rather than at the next periodic ping; and, while the monitor is not
 // ready, when one succeeds, so a recovery is noticed before the next backoff
 // step. On success it costs one atomic load.
@@ -25,7 +24,7 @@ func (h nudgeHook) DialHook(next redis.DialHook) redis.DialHook {
 		switch {
 		case err == nil:
 			h.success()
-		case !errors.Is(err, context.Canceled):
+		case connerr.Down(err):
 			h.m.nudge()
 		}
 		return cn, err
@@ -52,7 +51,7 @@ func (h nudgeHook) after(err error) {
 	switch {
 	case err == nil || err == redis.Nil:
 		h.success()
-	case IsNetworkError(err):
+	case connerr.Down(err):
 		h.m.nudge()
 	}
 }
@@ -61,25 +60,6 @@ func (h nudgeHook) success() {
 	if h.m.state.Load() != int32(Ready) {
 		h.m.nudgeRecovered()
 	}
-}
-
-// IsNetworkError reports whether err means Redis could not be reached or did
-// not answer in time (as opposed to a reply such as redis.Nil or WRONGTYPE):
-// a net.Error (timeouts included, and so a context deadline), EOF, a refused
-// or reset connection, or a pool timeout. A cancelled context and a closed
-// client are not.
-func IsNetworkError(err error) bool {
-	if err == nil || err == redis.Nil || errors.Is(err, context.Canceled) {
-		return false
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, redis.ErrPoolTimeout) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) {
-		return true
-	}
-	var ne net.Error
-	return errors.As(err, &ne)
 }
 
 // Hook returns the monitor's nudge hook, for another client to the same

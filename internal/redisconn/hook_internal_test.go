@@ -2,40 +2,11 @@ package redisconn
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
-	"net"
-	"syscall"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 )
-
-func TestIsNetworkError(t *testing.T) {
-	t.Parallel()
-	opErr := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
-	for _, tc := range []struct {
-		err  error
-		want bool
-	}{
-		{nil, false},
-		{redis.Nil, false},
-		{errors.New("WRONGTYPE Operation against a key"), false},
-		{context.Canceled, false},
-		{redis.ErrClosed, false},
-		{io.EOF, true},
-		{fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
-		{opErr, true},
-		{fmt.Errorf("wrapped: %w", syscall.ECONNRESET), true},
-		{redis.ErrPoolTimeout, true},
-		{context.DeadlineExceeded, true}, // a net.Error timeout
-	} {
-		if got := IsNetworkError(tc.err); got != tc.want {
-			t.Errorf("IsNetworkError(%v) = %v, want %v", tc.err, got, tc.want)
-		}
-	}
-}
 
 // TestHookNudges: failures nudge while ready, successes nudge only while not ready.
 func TestHookNudges(t *testing.T) {

@@ -249,9 +249,9 @@ func runRuntimeFailover(t *testing.T, run runtimeFailoverRun) {
 	require.Nil(t, health.Connection.CameBackEmptyAt, "a failover to a replica with the data is not an empty restart")
 	require.Equal(t, healthcheck.StatusOK, health.Status, "reasons: %v", health.Reasons)
 
-	if wakeupBefore == taskhost.WakeupNotify {
-		// The wake-ups subscribe again, and turn keyspace events on, on the new master.
-		require.Eventually(t, func() bool { return rt.WakeupSource() == taskhost.WakeupNotify }, 10*time.Second, 50*time.Millisecond)
+	if wakeupBefore != taskhost.WakeupPoll {
+		// The wake-ups (blocking reads by default) come back on the new master.
+		require.Eventually(t, func() bool { return rt.WakeupSource() == wakeupBefore }, 10*time.Second, 50*time.Millisecond)
 	}
 	res.wakeup = wakeupBefore + "->" + rt.WakeupSource()
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -38,6 +39,7 @@ var (
 	_ plugins.Plugin      = (*Canary)(nil)
 	_ plugins.Provisioner = (*Canary)(nil)
 	_ plugins.Validator   = (*Canary)(nil)
+	_ plugins.Reloader    = (*Canary)(nil)
 )
 
 // Config is plugins.canary.
@@ -53,6 +55,7 @@ type Tick struct{}
 // Canary is the canary plugin. Its zero value is ready to be provisioned.
 type Canary struct {
 	cfg     Config
+	stale   atomic.Int64 // cfg.StaleAfter, which Reload changes
 	cache   cache.Store
 	log     *slog.Logger
 	started time.Time
@@ -74,6 +77,7 @@ func (c *Canary) Provision(ctx context.Context, h plugins.Host) error {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	c.stale.Store(int64(c.cfg.StaleAfter))
 	c.cache = h.Cache()
 	c.log = h.Logger()
 	c.started = c.now()
@@ -107,10 +111,29 @@ func (c *Canary) Validate() error {
 	return nil
 }
 
+// Reload applies a new plugins.canary: stale_after changes at once; every
+// (the schedule) needs a restart, so a change of it is refused.
+func (c *Canary) Reload(_ context.Context, h plugins.Host) error {
+	cfg := Config{Every: DefaultEvery, StaleAfter: DefaultStaleAfter}
+	if err := h.DecodeConfig(&cfg); err != nil {
+		return err
+	}
+	if cfg.Every != c.cfg.Every {
+		return &plugins.ConfigError{Key: "plugins." + ID + ".every", Err: errors.New("changing the schedule needs a restart")}
+	}
+	if cfg.StaleAfter <= 0 {
+		return &plugins.ConfigError{Key: "plugins." + ID + ".stale_after", Err: fmt.Errorf("%s is not positive", cfg.StaleAfter)}
+	}
+	c.stale.Store(int64(cfg.StaleAfter))
+	return nil
+}
+
+func (c *Canary) staleAfter() time.Duration { return time.Duration(c.stale.Load()) }
+
 // tick stores the time it ran.
 func (c *Canary) tick(ctx context.Context, _ Tick) error {
 	now := c.now()
-	ttl := max(10*c.cfg.StaleAfter, time.Hour)
+	ttl := max(10*c.staleAfter(), time.Hour)
 	if err := c.cache.Set(ctx, lastTickKey, []byte(now.UTC().Format(time.RFC3339Nano)), ttl); err != nil {
 		return fmt.Errorf("canary: store tick: %w", err)
 	}
@@ -125,7 +148,7 @@ func (c *Canary) check(ctx context.Context) error {
 	now := c.now()
 	v, err := c.cache.Get(ctx, lastTickKey)
 	if errors.Is(err, cache.ErrNotFound) {
-		if age := now.Sub(c.started); age > c.cfg.StaleAfter {
+		if age := now.Sub(c.started); age > c.staleAfter() {
 			return fmt.Errorf("%w: no tick in %s since start", ErrStale, age.Round(time.Second))
 		}
 		return nil // still starting
@@ -137,7 +160,7 @@ func (c *Canary) check(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("canary: last tick %q: %w", v, err)
 	}
-	if age := now.Sub(last); age > c.cfg.StaleAfter {
+	if age := now.Sub(last); age > c.staleAfter() {
 		return fmt.Errorf("%w: last tick %s ago, at %s", ErrStale, age.Round(time.Second), last.Format(time.RFC3339))
 	}
 	return nil

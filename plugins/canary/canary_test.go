@@ -145,3 +145,22 @@ func TestRegistered(t *testing.T) {
 	_, isCanary := info.New().(*Canary)
 	require.True(t, isCanary)
 }
+
+func TestReloadChangesStaleAfterOnly(t *testing.T) {
+	t.Parallel()
+	_, h, clk := setup(t, map[string]any{"stale_after": "1m"})
+	ctx := t.Context()
+	require.NoError(t, h.Run(ctx, TaskType, []byte(`{}`)))
+	clk.advance(90 * time.Second)
+	require.ErrorIs(t, h.RunCheck(ctx, CheckName), ErrStale)
+
+	require.NoError(t, h.Reload(ctx, map[string]any{"stale_after": "2m"}))
+	require.NoError(t, h.RunCheck(ctx, CheckName), "the new stale_after applies at once")
+
+	err := h.Reload(ctx, map[string]any{"stale_after": "2m", "every": "@every 5s"})
+	require.ErrorIs(t, err, plugins.ErrInvalidConfig)
+	require.ErrorContains(t, err, "plugins.canary.every: changing the schedule needs a restart")
+	err = h.Reload(ctx, map[string]any{"stale_after": "10s", "bogus": 1})
+	require.ErrorContains(t, err, "plugins.canary.bogus")
+	require.NoError(t, h.RunCheck(ctx, CheckName), "a refused reload changes nothing")
+}

@@ -92,6 +92,7 @@ type Host struct {
 	outbox    *outbox.Client
 	inspector *asynq.Inspector
 	up        atomic.Bool
+	board     readyBoard
 	switching sync.Mutex // serialises RedisDown and RedisUp
 
 	runnerOnce sync.Once
@@ -171,8 +172,9 @@ func (h *Host) startRedis() {
 		Addr: h.redis.Addr(), MaxRetries: -1, DialTimeout: 500 * time.Millisecond,
 		ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
 	})
-	h.cache = cache.New(h.rdb, cache.Options{Logger: h.log})
-	limits, err := ratelimit.New(h.rdb, ratelimit.Options{Limits: h.opts.Limits, Logger: h.log})
+	h.up.Store(true)
+	h.cache = cache.New(h.rdb, cache.Options{Logger: h.log, Watch: h.board.watch})
+	limits, err := ratelimit.New(h.rdb, ratelimit.Options{Limits: h.opts.Limits, Logger: h.log, Watch: h.board.watch})
 	if err != nil {
 		t.Fatalf("pluginstest: Options.Limits: %v", err)
 	}
@@ -201,8 +203,34 @@ func (h *Host) startRedis() {
 // as the worker's connection monitor does.
 func (h *Host) setUp(up bool) {
 	h.up.Store(up)
-	h.cache.SetRedisReady(up)
-	h.limits.SetRedisReady(up)
+	h.board.set(up)
+}
+
+// readyBoard is the Options.Watch of the host's cache and limiters: it
+// tells each the state at once, and again on every switch.
+type readyBoard struct {
+	mu  sync.Mutex
+	up  bool
+	fns []func(ready bool)
+}
+
+func (b *readyBoard) watch(setReady func(ready bool)) (stop func()) {
+	b.mu.Lock()
+	b.fns = append(b.fns, setReady)
+	up := b.up
+	b.mu.Unlock()
+	setReady(up)
+	return func() {}
+}
+
+func (b *readyBoard) set(up bool) {
+	b.mu.Lock()
+	b.up = up
+	fns := slices.Clone(b.fns)
+	b.mu.Unlock()
+	for _, f := range fns {
+		f(up)
+	}
 }
 
 // RedisDown takes the host's Redis down: the server stops listening, so a
