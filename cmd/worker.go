@@ -30,7 +30,8 @@ func newWorkerFlags(stderr io.Writer) *workerFlags {
 	f := &workerFlags{fs: flag.NewFlagSet("worker", flag.ContinueOnError), keys: map[string]string{}}
 	f.fs.SetOutput(stderr)
 	f.fs.StringVar(&f.path, "config", "./config.yaml", "config file `path`")
-	f.fs.BoolVar(&f.dev, "dev", false, "development mode: embedded Redis on 127.0.0.1:6380 and the built-in plugins")
+	f.fs.BoolVar(&f.dev, "dev", false, "development mode: an in-process Redis on redis.embedded.addr ("+
+		taskhost.DefaultConfig().Redis.Embedded.Addr+"; REDIS_EMBEDDED_ADDR to change it) and the built-in plugins")
 	f.fs.BoolVar(&f.checkConfig, "check-config", false, "validate the config and exit 0 (valid) or 2 (invalid)")
 	f.fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	f.override("redis-url", "redis.url", "Redis `URL` (redis:// or rediss://)")
