@@ -108,6 +108,9 @@ func clone[V any](m map[string]V) map[string]V {
 
 func TestReloadAppliesWhatCanChangeAndRefusesTheRest(t *testing.T) {
 	t.Parallel()
+	rlSeen.Lock()
+	clear(rlSeen.m) // the only test of rl-a and rl-b; -count runs it again
+	rlSeen.Unlock()
 	s := redistest.Start(t)
 	cfg := testConfig(t, s.Addr())
 	cfg.RateLimit.Limits = map[string]string{"api": "10-S", "other": "1-H"}

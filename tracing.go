@@ -51,28 +51,26 @@ func resolveTracing(cfg Config) (tracing.Settings, error) {
 // from s when tracing is on. With tracing off it builds nothing and r.tracer
 // stays nil, so no hook is installed.
 func (r *Runtime) startTracing(ctx context.Context, s tracing.Settings, opts Options) error {
-	if opts.TracerProvider != nil {
+	switch {
+	case opts.TracerProvider != nil:
 		r.tracerProvider = opts.TracerProvider
 		r.tracer = tracing.NewTracer(opts.TracerProvider)
-		return nil
-	}
-	if !s.Enabled {
+	case !s.Enabled:
 		r.log.Debug("tracing off", "component", "tracing", "why", s.Why)
 		return nil
+	default:
+		p, err := tracing.Start(ctx, s, tracing.Options{Logger: r.log, Version: r.version})
+		if err != nil {
+			return err
+		}
+		r.traceProvider, r.tracerProvider, r.tracer = p, p.TracerProvider(), p.Tracer()
 	}
-	p, err := tracing.Start(ctx, s, tracing.Options{Logger: r.log, Version: r.version})
-	if err != nil {
-		return err
-	}
-	if s.RedisCommands {
-		if err := p.InstrumentRedis(r.rdb); err != nil {
-			_ = p.Shutdown(ctx)
+	if r.cfg.Tracing.RedisCommands {
+		if err := tracing.InstrumentRedis(r.rdb, r.tracerProvider); err != nil {
+			r.stopTracing()
 			return err
 		}
 	}
-	r.traceProvider = p
-	r.tracerProvider = p.TracerProvider()
-	r.tracer = p.Tracer()
 	return nil
 }
 

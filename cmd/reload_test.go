@@ -68,7 +68,7 @@ func TestReloadLowersRateLimitUnderLoad(t *testing.T) {
 	begin := time.Now()
 	require.Eventually(t, func() bool { return hooks.total() >= 60 }, 20*time.Second, 10*time.Millisecond)
 	before := float64(hooks.total()) / time.Since(begin).Seconds()
-	require.Greater(t, before, 10.0, "the worker is under load before the reload (%.1f tasks/s)", before)
+	require.Greater(t, before, 6.0, "the worker is under load before the reload (%.1f tasks/s), well over 2-S", before)
 
 	writeConfig(t, path, "ratelimit:\n  tasks:\n    webhook:deliver: 2-S\n")
 	sent := time.Now()

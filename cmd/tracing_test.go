@@ -163,6 +163,12 @@ func TestTracesFollowATaskAcrossProcesses(t *testing.T) {
 			require.Equal(t, v, proc.Attr(k), "attribute %s of %s", k, proc)
 		}
 		require.NotEqual(t, "STATUS_CODE_ERROR", proc.StatusCode)
+		// The webhook plugin's own span nests under the task's.
+		post := rcv.Wait(t, 10*time.Second, "the webhook's HTTP span", func(s tracetest.Span) bool {
+			return s.Kind == "SPAN_KIND_CLIENT" && s.ParentSpanID == proc.SpanID
+		})
+		require.Equal(t, "POST", post.Name)
+		require.Equal(t, "200", post.Attr("http.response.status_code"))
 
 		// The worker's log line for the task carries the IDs the receiver saw.
 		l := taskLogLine(t, w, line.ID)
@@ -172,6 +178,7 @@ func TestTracesFollowATaskAcrossProcesses(t *testing.T) {
 		p.signal(t, syscall.SIGTERM)
 		require.Equal(t, 0, p.wait(t, 20*time.Second))
 		traces = append(traces, proc.TraceID)
+		t.Logf("the receiver saw:\n%s\nthe worker logged:\n%s", rcv.Tree(proc.TraceID), l)
 	})
 
 	t.Run("plain asynq client with InjectTrace", func(t *testing.T) {
@@ -282,7 +289,7 @@ func TestTracingEnvironmentErrors(t *testing.T) {
 		env  []string
 		want []string
 	}{
-		{[]string{"OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:1"}, []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"}},
+		{[]string{"OTEL_EXPORTER_OTLP_PROTOCOL=http/json", "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:1"}, []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf or grpc"}},
 		{[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=127.0.0.1:4318"}, []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://"}},
 		{[]string{"OTEL_TRACES_SAMPLER=sometimes"}, []string{"OTEL_TRACES_SAMPLER", "parentbased_traceidratio"}},
 		{[]string{"OTEL_TRACES_SAMPLER=traceidratio", "OTEL_TRACES_SAMPLER_ARG=2"}, []string{"OTEL_TRACES_SAMPLER_ARG"}},

@@ -3,6 +3,7 @@ package tracetest
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -124,6 +126,48 @@ func (r *Receiver) Wait(t testing.TB, d time.Duration, what string, match func(S
 	}
 }
 
+// Tree renders the spans of trace traceID as an indented tree, children
+// under their parents, in start order: service, name, kind, duration and
+// attributes. docs/observability.md shows one.
+func (r *Receiver) Tree(traceID string) string {
+	var spans []Span
+	for _, s := range r.Spans() {
+		if s.TraceID == traceID {
+			spans = append(spans, s)
+		}
+	}
+	known := map[string]bool{}
+	for _, s := range spans {
+		known[s.SpanID] = true
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "trace %s\n", traceID)
+	var walk func(parent string, depth int)
+	walk = func(parent string, depth int) {
+		for _, s := range spans {
+			if s.ParentSpanID != parent && !(parent == "" && !known[s.ParentSpanID]) {
+				continue
+			}
+			keys := make([]string, 0, len(s.Attrs))
+			for k := range s.Attrs {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			fmt.Fprintf(&b, "%s%s  %q  %s  span=%s  %s\n", strings.Repeat("  ", depth+1), s.Service, s.Name,
+				strings.TrimPrefix(s.Kind, "SPAN_KIND_"), s.SpanID, s.End.Sub(s.Start).Round(time.Microsecond))
+			for _, k := range keys {
+				fmt.Fprintf(&b, "%s    %s=%v\n", strings.Repeat("  ", depth+1), k, s.Attrs[k])
+			}
+			for _, l := range s.Links {
+				fmt.Fprintf(&b, "%s    link trace=%s span=%s\n", strings.Repeat("  ", depth+1), l.TraceID, l.SpanID)
+			}
+			walk(s.SpanID, depth+1)
+		}
+	}
+	walk("", 0)
+	return b.String()
+}
+
 func (r *Receiver) dump() string {
 	var b strings.Builder
 	for _, s := range r.Spans() {
@@ -171,6 +215,18 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		fail(http.StatusBadRequest, "decode: "+err.Error())
 		return
 	}
+	got := spansOf(&msg)
+	r.mu.Lock()
+	r.spans = append(r.spans, got...)
+	r.posts++
+	r.mu.Unlock()
+	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = io.Copy(w, bytes.NewReader(out))
+}
+
+// spansOf flattens the spans of an export request.
+func spansOf(msg *coltracepb.ExportTraceServiceRequest) []Span {
 	var got []Span
 	for _, rs := range msg.GetResourceSpans() {
 		service := ""
@@ -185,13 +241,7 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 			}
 		}
 	}
-	r.mu.Lock()
-	r.spans = append(r.spans, got...)
-	r.posts++
-	r.mu.Unlock()
-	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = io.Copy(w, bytes.NewReader(out))
+	return got
 }
 
 func flatten(service string, sp *tracepb.Span) Span {
@@ -231,4 +281,48 @@ func value(v *commonpb.AnyValue) any {
 		return x.DoubleValue
 	}
 	return v.String()
+}
+
+// GRPCReceiver is an OTLP/gRPC trace receiver on 127.0.0.1.
+type GRPCReceiver struct {
+	coltracepb.UnimplementedTraceServiceServer
+	srv *grpc.Server
+	ln  net.Listener
+
+	mu    sync.Mutex
+	spans []Span
+}
+
+// StartGRPC starts a gRPC receiver and stops it in t.Cleanup.
+func StartGRPC(t testing.TB) *GRPCReceiver {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &GRPCReceiver{ln: ln, srv: grpc.NewServer()}
+	coltracepb.RegisterTraceServiceServer(r.srv, r)
+	go func() { _ = r.srv.Serve(ln) }()
+	t.Cleanup(r.srv.Stop)
+	return r
+}
+
+// URL is the receiver's endpoint, for OTEL_EXPORTER_OTLP_ENDPOINT (http:
+// a plaintext connection).
+func (r *GRPCReceiver) URL() string { return "http://" + r.ln.Addr().String() }
+
+// Export is the OTLP trace service's one method.
+func (r *GRPCReceiver) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	got := spansOf(req)
+	r.mu.Lock()
+	r.spans = append(r.spans, got...)
+	r.mu.Unlock()
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+// Spans returns the spans received so far.
+func (r *GRPCReceiver) Spans() []Span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Span(nil), r.spans...)
 }

@@ -25,13 +25,20 @@ const (
 	EnvSamplerArg     = "OTEL_TRACES_SAMPLER_ARG"
 )
 
-// ProtocolHTTP is the one OTLP protocol built in. gRPC is not: see
-// docs/observability.md for why.
-const ProtocolHTTP = "http/protobuf"
+// The OTLP protocols taskhost speaks (OTEL_EXPORTER_OTLP_PROTOCOL);
+// http/protobuf is the default, as the specification says. http/json is
+// not built in.
+const (
+	ProtocolHTTP = "http/protobuf"
+	ProtocolGRPC = "grpc"
+)
 
-// DefaultEndpoint is where spans go when tracing.enabled is true and no
-// endpoint is set: the OTLP/HTTP default of the specification.
-const DefaultEndpoint = "http://localhost:4318"
+// Where spans go when tracing.enabled is true and no endpoint is set: the
+// specification's defaults, per protocol.
+const (
+	DefaultEndpoint     = "http://localhost:4318"
+	DefaultGRPCEndpoint = "http://localhost:4317"
+)
 
 // Settings is what Resolve decided.
 type Settings struct {
@@ -39,14 +46,16 @@ type Settings struct {
 	Enabled bool
 	// Why says what turned tracing on or kept it off, for the start log line.
 	Why string
+	// Protocol is http/protobuf or grpc.
+	Protocol string
 	// Endpoint is where spans go, without user info, query or fragment
 	// (they may hold credentials); empty when off.
 	Endpoint string
 	// RedisCommands adds a span per Redis command (tracing.redis_commands).
 	RedisCommands bool
 	// defaultEndpoint: no endpoint variable is set, so Start gives the
-	// exporter the specification's default, http://localhost:4318 (the Go
-	// exporter's own default is https).
+	// exporter the specification's default, http://localhost:4318 or
+	// :4317 (the Go exporters' own default is TLS).
 	defaultEndpoint bool
 }
 
@@ -108,13 +117,14 @@ func Resolve(environ []string, enabled, redisCommands bool) (Settings, error) {
 			}
 		}
 	}
-	for _, name := range []string{EnvProtocol, EnvTracesProtocol} {
+	protocol := ProtocolHTTP
+	for _, name := range []string{EnvProtocol, EnvTracesProtocol} { // the second wins
 		switch v := strings.TrimSpace(env[name]); v {
-		case "", ProtocolHTTP:
-		case "grpc":
-			bad(name, "grpc is not built into taskhost; use http/protobuf (the collector's port 4318)")
+		case "":
+		case ProtocolHTTP, ProtocolGRPC:
+			protocol = v
 		default:
-			bad(name, fmt.Sprintf("%q is not an OTLP protocol taskhost speaks (expected http/protobuf)", v))
+			bad(name, fmt.Sprintf("%q is not an OTLP protocol taskhost speaks (expected http/protobuf or grpc)", v))
 		}
 	}
 	endpoint := ""
@@ -130,7 +140,7 @@ func Resolve(environ []string, enabled, redisCommands bool) (Settings, error) {
 		}
 		if name == EnvTracesEndpoint || endpoint == "" {
 			shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
-			if name == EnvEndpoint {
+			if name == EnvEndpoint && protocol == ProtocolHTTP {
 				shown.Path = strings.TrimSuffix(shown.Path, "/") + "/v1/traces"
 			}
 			endpoint = shown.String()
@@ -189,7 +199,7 @@ func Resolve(environ []string, enabled, redisCommands bool) (Settings, error) {
 	if len(ps) > 0 {
 		return Settings{}, &EnvError{Problems: ps}
 	}
-	s := Settings{RedisCommands: redisCommands}
+	s := Settings{RedisCommands: redisCommands, Protocol: protocol}
 	switch {
 	case disabled:
 		s.Why = EnvSDKDisabled + " is true"
@@ -199,6 +209,9 @@ func Resolve(environ []string, enabled, redisCommands bool) (Settings, error) {
 		s.Enabled, s.Endpoint, s.Why = true, endpoint, "an OTLP endpoint is set"
 	case enabled:
 		s.Enabled, s.Endpoint, s.Why = true, DefaultEndpoint+"/v1/traces", "tracing.enabled is true"
+		if protocol == ProtocolGRPC {
+			s.Endpoint = DefaultGRPCEndpoint
+		}
 		s.defaultEndpoint = true
 	default:
 		s.Why = "no OTLP endpoint is set and tracing.enabled is false"

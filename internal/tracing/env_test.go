@@ -25,6 +25,8 @@ func TestResolveDecides(t *testing.T) {
 		{"traces endpoint wins", []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://a:1/t", "OTEL_EXPORTER_OTLP_ENDPOINT=http://b:2"}, false, true, "http://a:1/t"},
 		{"credentials are not shown", []string{"OTEL_EXPORTER_OTLP_ENDPOINT=https://user:pw@c:4318?key=k"}, false, true, "https://c:4318/v1/traces"},
 		{"tracing.enabled alone", nil, true, true, "http://localhost:4318/v1/traces"},
+		{"tracing.enabled over gRPC", []string{"OTEL_EXPORTER_OTLP_PROTOCOL=grpc"}, true, true, "http://localhost:4317"},
+		{"gRPC endpoint has no path", []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc", "OTEL_EXPORTER_OTLP_ENDPOINT=http://c:4317"}, false, true, "http://c:4317"},
 		{"SDK disabled wins", []string{"OTEL_SDK_DISABLED=TRUE", "OTEL_EXPORTER_OTLP_ENDPOINT=http://c:4318"}, true, false, ""},
 		{"exporter none wins", []string{"OTEL_TRACES_EXPORTER=none", "OTEL_EXPORTER_OTLP_ENDPOINT=http://c:4318"}, true, false, ""},
 		{"SDK disabled false", []string{"OTEL_SDK_DISABLED=false"}, true, true, "http://localhost:4318/v1/traces"},
@@ -50,7 +52,7 @@ func TestResolveNamesEveryBadVariable(t *testing.T) {
 	_, err := tracing.Resolve([]string{
 		"OTEL_SDK_DISABLED=yes",
 		"OTEL_TRACES_EXPORTER=zipkin",
-		"OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+		"OTEL_EXPORTER_OTLP_PROTOCOL=thrift",
 		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json",
 		"OTEL_EXPORTER_OTLP_ENDPOINT=otel.internal:4318",
 		"OTEL_EXPORTER_OTLP_TIMEOUT=10s",
@@ -76,7 +78,7 @@ func TestResolveNamesEveryBadVariable(t *testing.T) {
 		"OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_INSECURE", "OTEL_EXPORTER_OTLP_HEADERS",
 		"OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_SERVICE_NAME", "OTEL_TRACES_SAMPLER_ARG",
 	}, vars)
-	require.Contains(t, err.Error(), "grpc is not built into taskhost")
+	require.Contains(t, err.Error(), "expected http/protobuf or grpc")
 	require.NotContains(t, err.Error(), "authorization", "a header is never shown")
 	require.NotContains(t, err.Error(), "otel.internal", "an endpoint may hold credentials: not shown")
 }

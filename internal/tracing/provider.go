@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -47,13 +48,9 @@ func Start(ctx context.Context, s Settings, opts Options) (*Provider, error) {
 		log = slog.Default()
 	}
 	log = log.With("component", "tracing")
-	var extra []otlptracehttp.Option
-	if s.defaultEndpoint {
-		extra = append(extra, otlptracehttp.WithEndpointURL(s.Endpoint))
-	}
-	exp, err := otlptracehttp.New(ctx, extra...)
+	exp, err := newExporter(ctx, s)
 	if err != nil {
-		return nil, fmt.Errorf("tracing: OTLP/HTTP exporter: %w", err)
+		return nil, err
 	}
 	res, err := resource.New(ctx,
 		resource.WithAttributes(semconv.ServiceName(DefaultServiceName), semconv.ServiceVersion(opts.Version)),
@@ -68,9 +65,35 @@ func Start(ctx context.Context, s Settings, opts Options) (*Provider, error) {
 		sdktrace.WithResource(res),
 		sdktrace.WithBatcher(&loggingExporter{SpanExporter: exp, log: log, endpoint: s.Endpoint}),
 	)
-	log.Info("tracing on: spans go to the OTLP/HTTP endpoint", "endpoint", s.Endpoint, "why", s.Why,
-		"redis_commands", s.RedisCommands)
+	log.Info("tracing on: spans go to the OTLP endpoint", "endpoint", s.Endpoint, "protocol", s.Protocol,
+		"why", s.Why, "redis_commands", s.RedisCommands)
 	return &Provider{sdk: sdk, tracer: NewTracer(sdk)}, nil
+}
+
+// newExporter builds the OTLP exporter of s.Protocol; it reads the
+// OTEL_EXPORTER_OTLP_* environment itself. Neither exporter connects
+// before its first export.
+func newExporter(ctx context.Context, s Settings) (sdktrace.SpanExporter, error) {
+	if s.Protocol == ProtocolGRPC {
+		var extra []otlptracegrpc.Option
+		if s.defaultEndpoint {
+			extra = append(extra, otlptracegrpc.WithEndpointURL(s.Endpoint))
+		}
+		exp, err := otlptracegrpc.New(ctx, extra...)
+		if err != nil {
+			return nil, fmt.Errorf("tracing: OTLP/gRPC exporter: %w", err)
+		}
+		return exp, nil
+	}
+	var extra []otlptracehttp.Option
+	if s.defaultEndpoint {
+		extra = append(extra, otlptracehttp.WithEndpointURL(s.Endpoint))
+	}
+	exp, err := otlptracehttp.New(ctx, extra...)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: OTLP/HTTP exporter: %w", err)
+	}
+	return exp, nil
 }
 
 // TracerProvider is the SDK provider, for plugins' and the application's

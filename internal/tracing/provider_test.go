@@ -68,3 +68,22 @@ func TestProviderLogsAFailingCollectorOnce(t *testing.T) {
 	require.Equal(t, 1, strings.Count(logs.String(), "span export failing"), "one line per spell of failures:\n%s", logs.String())
 	require.Contains(t, logs.String(), "component=tracing")
 }
+
+func TestProviderExportsOverGRPC(t *testing.T) {
+	rcv := tracetest.StartGRPC(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rcv.URL())
+	t.Setenv("OTEL_SERVICE_NAME", "grpc-test")
+	s, err := tracing.Resolve(os.Environ(), false, false)
+	require.NoError(t, err)
+	require.Equal(t, tracing.ProtocolGRPC, s.Protocol)
+	p, err := tracing.Start(context.Background(), s, tracing.Options{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	_, span := p.TracerProvider().Tracer("t").Start(context.Background(), "over grpc")
+	span.End()
+	require.NoError(t, p.Shutdown(context.Background())) // exports what is buffered
+	spans := rcv.Spans()
+	require.Len(t, spans, 1)
+	require.Equal(t, "over grpc", spans[0].Name)
+	require.Equal(t, "grpc-test", spans[0].Service)
+}

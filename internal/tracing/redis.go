@@ -10,14 +10,15 @@ import (
 )
 
 // InstrumentRedis adds go-redis' own OpenTelemetry hook to rdb
-// (tracing.redis_commands): a span per command or pipeline made in the
-// context of a span, such as a task's or an enqueue's, nested under it.
-// Commands without one (asynq's polling, heartbeats, the monitor's pings)
-// get no span, or every poll would start a trace. Command arguments are
-// not recorded: they hold cached values and payloads.
-func (p *Provider) InstrumentRedis(rdb redis.UniversalClient) error {
+// (tracing.redis_commands), with spans from tp: a span per command or
+// pipeline made in the context of a span, such as a task's or an
+// enqueue's, nested under it. Commands without one (asynq's polling,
+// heartbeats, the monitor's pings) get no span, or every poll would start a
+// trace. Command arguments are not recorded: they hold cached values and
+// payloads.
+func InstrumentRedis(rdb redis.UniversalClient, tp trace.TracerProvider) error {
 	err := redisotel.InstrumentTracing(rdb,
-		redisotel.WithTracerProvider(childOnly{p.sdk}),
+		redisotel.WithTracerProvider(childOnly{tp}),
 		redisotel.WithDBStatement(false))
 	if err != nil {
 		return fmt.Errorf("tracing: redis commands: %w", err)

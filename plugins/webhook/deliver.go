@@ -67,7 +67,8 @@ func (e *StatusError) Error() string { return "status " + e.Status }
 
 // deliver sends one delivery; see the package documentation for what each
 // outcome returns.
-func (w *Webhook) deliver(ctx context.Context, d Delivery) error {
+func (w *Webhook) deliver(ctx context.Context, d Delivery) (err error) {
+	var code int               // the response's status, for the span
 	u, err := url.Parse(d.URL) // Validate parsed it already
 	if err != nil {
 		return fmt.Errorf("webhook: %w: %w", stripURL(err), asynq.SkipRetry)
@@ -96,6 +97,8 @@ func (w *Webhook) deliver(ctx context.Context, d Delivery) error {
 	if d.Body != "" {
 		body = strings.NewReader(d.Body)
 	}
+	ctx, span := startSpan(ctx, method, u)
+	defer func() { endSpan(span, code, err) }()
 	req, err := http.NewRequestWithContext(ctx, method, d.URL, body)
 	if err != nil {
 		return fmt.Errorf("webhook: %s: %w: %w", where, stripURL(err), asynq.SkipRetry)
@@ -126,7 +129,7 @@ func (w *Webhook) deliver(ctx context.Context, d Delivery) error {
 	_ = resp.Body.Close()
 	plugins.AnnotateTask(ctx, "status", resp.StatusCode, "http_duration", time.Since(start))
 
-	code := resp.StatusCode
+	code = resp.StatusCode
 	serr := &StatusError{Code: code, Status: resp.Status}
 	switch {
 	case code >= 200 && code < 300:
