@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskhost/taskhost/internal/quarantine"
 	"github.com/taskhost/taskhost/internal/tracing"
 	"github.com/taskhost/taskhost/ratelimit"
 )
@@ -36,6 +37,11 @@ type queue struct {
 	hub      *wakeHub
 	halt     chan struct{}
 	haltOnce sync.Once
+	// guard sets poison tasks aside (queueguard.go); its scan runs from
+	// start to shutdown.
+	guard    *quarantine.Guard
+	scan     func()
+	stopScan func()
 	fetchers []*fetchClient // one per server
 }
 
@@ -46,7 +52,8 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 	alog := asynqLogger{l: log.With("component", "asynq")}
 	level := asynqLevel(cfg.Log)
 	w := cfg.Worker
-	q := &queue{mux: asynq.NewServeMux(), release: func() {}, halt: make(chan struct{})}
+	q := &queue{mux: asynq.NewServeMux(), release: func() {}, halt: make(chan struct{}), stopScan: func() {},
+		guard: quarantine.New(quarantine.Options{MaxPayloadBytes: cfg.Worker.MaxPayloadBytes, Logger: log})}
 	raw, ready, await := rdb, func() bool { return true }, func(context.Context) bool { return true }
 	if qc, ok := rdb.(*queueClient); ok {
 		q.release = qc.release
@@ -82,7 +89,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 		pipe = autoPipeliner(raw, log.With("component", "queue"))
 	}
 	for i, c := range serverConfigs(base, w.Fetchers, q.hub != nil) {
-		fc := newFetchClient(rdb, q.hub, pipe, q.halt, queues, notifyWait, log.With("component", "queue"))
+		fc := newFetchClient(q.guard.Client(rdb), q.hub, q.guard.Pipe(pipe), q.halt, queues, notifyWait, log.With("component", "queue"))
 		if i > 0 {
 			fc.idle = notifyWaitExtra
 			fc.standby = standbyWhileDown(ready, await)
@@ -108,6 +115,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 	}
 	q.scheduler = asynq.NewSchedulerFromRedisClient(rdb, sopts)
 	q.inspector = asynq.NewInspectorFromRedisClient(rdb)
+	q.scan = func() { q.startScan(rdb, queues, ready) }
 	return q
 }
 
@@ -144,6 +152,7 @@ func (q *queue) start(handler asynq.Handler) error {
 		q.shutdownServers(q.servers)
 		return err
 	}
+	q.scan()
 	return nil
 }
 
@@ -159,6 +168,7 @@ func (q *queue) stopFetching() {
 // requeues the rest, all at once.
 func (q *queue) shutdown() {
 	q.release()
+	q.stopScan()
 	q.scheduler.Shutdown()
 	q.shutdownServers(q.servers)
 }

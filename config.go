@@ -103,6 +103,12 @@ type WorkerConfig struct {
 	MaxRetry        int            `koanf:"max_retry"`    // default for tasks enqueued by taskhost's client
 	RetryBaseDelay  time.Duration  `koanf:"retry_base_delay"`
 	RetryMaxDelay   time.Duration  `koanf:"retry_max_delay"`
+	// MaxPayloadBytes bounds a task's payload wherever taskhost enqueues
+	// (its client and outbox, worker enqueue, Host.Enqueue, schedules); a
+	// larger task that reaches the worker from another client is archived
+	// with the reason. It also sizes the queue pool's read and write
+	// timeouts (see docs/reliability.md, "Bad input").
+	MaxPayloadBytes int `koanf:"max_payload_bytes"`
 	// Fetchers is how many asynq servers share Concurrency, each fetching
 	// tasks on its own (see runtime/fetchers.go).
 	Fetchers int `koanf:"fetchers"`
@@ -171,6 +177,14 @@ type UIAuthConfig struct {
 	Token    string `koanf:"token"`
 }
 
+// DefaultMaxPayloadBytes is worker.max_payload_bytes' default, 1 MiB: the
+// bound of managed queues (SQS, Cloud Tasks) and of cache.max_value_bytes.
+// A task carries a reference to big data, not the data. At 1 MiB the
+// largest task crosses a loaded loopback in a few milliseconds and a slow
+// 10 MB/s link in about 0.1 s, well within the default 500 ms timeouts, and
+// the default outbox (64 MiB) holds about 45 of them.
+const DefaultMaxPayloadBytes = 1 << 20
+
 // TracingConfig configures OpenTelemetry tracing beyond what the standard
 // OTEL_* environment variables say (they configure the exporter, sampler and
 // resource; see docs/observability.md).
@@ -197,6 +211,7 @@ func DefaultConfig() Config {
 			MaxRetry:        25,
 			RetryBaseDelay:  time.Second,
 			RetryMaxDelay:   time.Hour,
+			MaxPayloadBytes: DefaultMaxPayloadBytes,
 			Fetchers:        4,
 			Wakeup:          "auto",
 			AutoPipeline:    true,

@@ -16,9 +16,9 @@ func ExampleLoadConfig() {
 	fmt.Println("exit 2:", errors.Is(err, taskhost.ErrInvalidConfig))
 	// Output:
 	// invalid configuration (3 problems):
-	//   redis.url: invalid database number: "db0" (expected redis://[user:password@]host:port[/db] or rediss://...)
-	//   redis.port: "abc" is not a port number (1-65535) (from REDIS_PORT)
-	//   worker.concurrency: 0 is not a concurrency (integer >= 1)
+	//   redis.url: has a path that is not a database number (integer 0-1023) (expected redis://[user:password@]host:port[/db] or rediss://...) (from the command line)
+	//   redis.port: "abc" is not a port number (integer 1-65535) (from REDIS_PORT)
+	//   worker.concurrency: 0 is not a concurrency (integer 1-10000) (from WORKER_CONCURRENCY)
 	// exit 2: true
 }
 

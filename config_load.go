@@ -9,10 +9,8 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/env/v2"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 	"github.com/taskhost/taskhost/internal/config"
 )
@@ -69,7 +67,7 @@ func LoadConfig(opts LoadOptions) (Config, error) {
 		return Config{}, fmt.Errorf("%w: config file path is empty", ErrInvalidConfig)
 	}
 	if opts.Path != "" {
-		if err := ko.Load(file.Provider(opts.Path), yaml.Parser(), merge); err != nil {
+		if err := ko.Load(config.BoundedFile(opts.Path), config.BoundedYAML{}, merge); err != nil {
 			if !errors.Is(err, fs.ErrNotExist) || opts.PathExplicit {
 				return Config{}, fmt.Errorf("%w: config file %q: %w", ErrInvalidConfig, opts.Path, fileError(err))
 			}
@@ -91,20 +89,29 @@ func LoadConfig(opts LoadOptions) (Config, error) {
 		}
 	}
 
+	raw := ko.Raw()
+	if n := config.CountKeys(raw, config.MaxKeys+1); n > config.MaxKeys {
+		return Config{}, fmt.Errorf("%w: more than %d keys in the file, environment and flags together "+
+			"(each map entry and list item counts); expected at most %d", ErrInvalidConfig, config.MaxKeys, config.MaxKeys)
+	}
 	cfg := DefaultConfig()
-	d := config.Decoder{Problems: &ps, Form: formOf, Origin: func(key string) string {
+	origin := func(key string) string {
 		for k := key; k != ""; k = k[:max(strings.LastIndex(k, "."), 0)] {
 			if o, ok := origins[k]; ok {
 				return o
 			}
 		}
 		return ""
-	}}
-	d.DecodeStruct("", ko.Raw(), reflect.ValueOf(&cfg).Elem())
+	}
+	d := config.Decoder{Problems: &ps, Form: formOf, Origin: origin}
+	d.DecodeStruct("", raw, reflect.ValueOf(&cfg).Elem())
 	// A key that did not decode kept its default; do not report it twice.
 	decoded := ps
 	for _, p := range cfg.problems() {
 		if !decoded.Has(p.Key) {
+			if o := origin(p.Key); o != "" && p.Key != "" {
+				p.Message += " (from " + o + ")"
+			}
 			ps = append(ps, p)
 		}
 	}

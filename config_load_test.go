@@ -174,17 +174,17 @@ func TestLoadBadValues(t *testing.T) {
 		key        string
 		msg        string
 	}{
-		{"port not numeric in file", "redis: {port: abc}", nil, "redis.port", `"abc" is not a port number (1-65535)`},
-		{"port not numeric in env", "", []string{"REDIS_PORT=abc"}, "redis.port", `"abc" is not a port number (1-65535) (from REDIS_PORT)`},
-		{"port fraction", "redis: {port: 6379.5}", nil, "redis.port", `6379.5 is not a port number (1-65535)`},
-		{"port bool", "redis: {port: true}", nil, "redis.port", `true is not a port number (1-65535)`},
-		{"duration without unit", "redis: {dial_timeout: 5}", nil, "redis.dial_timeout", `5 is not a positive duration, such as 500ms, 2s or 1m`},
-		{"duration garbage", "", []string{"REDIS_DIAL_TIMEOUT=soon"}, "redis.dial_timeout", `"soon" is not a positive duration`},
+		{"port not numeric in file", "redis: {port: abc}", nil, "redis.port", `"abc" is not a port number (integer 1-65535)`},
+		{"port not numeric in env", "", []string{"REDIS_PORT=abc"}, "redis.port", `"abc" is not a port number (integer 1-65535) (from REDIS_PORT)`},
+		{"port fraction", "redis: {port: 6379.5}", nil, "redis.port", `6379.5 is not a port number (integer 1-65535)`},
+		{"port bool", "redis: {port: true}", nil, "redis.port", `true is not a port number (integer 1-65535)`},
+		{"duration without unit", "redis: {dial_timeout: 5}", nil, "redis.dial_timeout", `5 is not a duration with a unit, from 10ms to 1m`},
+		{"duration garbage", "", []string{"REDIS_DIAL_TIMEOUT=soon"}, "redis.dial_timeout", `"soon" is not a duration with a unit, from 10ms to 1m`},
 		{"bool garbage", "", []string{"UI_ENABLED=maybe"}, "ui.enabled", `"maybe" is not a boolean (true or false)`},
-		{"float garbage", "", []string{"OUTBOX_DRAIN_RATE=fast"}, "outbox.drain_rate", `"fast" is not a rate in tasks per second (number > 0)`},
+		{"float garbage", "", []string{"OUTBOX_DRAIN_RATE=fast"}, "outbox.drain_rate", `"fast" is not a rate in tasks per second (number > 0 and <= 1000000)`},
 		{"section is scalar", "redis: 5", nil, "redis", `5 is not a section of keys`},
 		{"list is a map", "redis: {sentinel_addrs: {a: 1}}", nil, "redis.sentinel_addrs", `a map is not a list of host:port addresses`},
-		{"weight not numeric", "worker: {queues: {low: lots}}", nil, "worker.queues.low", `"lots" is not a queue weight (integer >= 1; asynq v0.26.0 silently ignores`},
+		{"weight not numeric", "worker: {queues: {low: lots}}", nil, "worker.queues.low", `"lots" is not a queue weight (integer 1-1000; asynq v0.26.0 silently ignores`},
 		{"env map syntax", "", []string{"WORKER_QUEUES=critical:6"}, "worker.queues", `"critical:6" is not a map of queue name to weight (name=weight,name=weight in the environment) (from WORKER_QUEUES)`},
 		{"plugin section scalar", "plugins: {webhook: 5}", nil, "plugins.webhook", `5 is not a plugin section`},
 		{"password never echoed", "redis: {password: [hunter2]}", nil, "redis.password", `the value is not a string`},
@@ -212,9 +212,9 @@ func TestLoadEmptyEnvValue(t *testing.T) {
 	_, err := LoadConfig(LoadOptions{Environ: []string{"REDIS_PORT=", "WORKER_CONCURRENCY=", "UI_ENABLED=", "REDIS_DIAL_TIMEOUT="}})
 	ps := problemsOf(t, err)
 	require.Equal(t, []config.Problem{
-		{Key: "redis.port", Message: "REDIS_PORT is set but empty (expected a port number (1-65535))"},
-		{Key: "redis.dial_timeout", Message: "REDIS_DIAL_TIMEOUT is set but empty (expected a positive duration, such as 500ms, 2s or 1m)"},
-		{Key: "worker.concurrency", Message: "WORKER_CONCURRENCY is set but empty (expected a concurrency (integer >= 1))"},
+		{Key: "redis.port", Message: "REDIS_PORT is set but empty (expected a port number (integer 1-65535))"},
+		{Key: "redis.dial_timeout", Message: "REDIS_DIAL_TIMEOUT is set but empty (expected a duration with a unit, from 10ms to 1m)"},
+		{Key: "worker.concurrency", Message: "WORKER_CONCURRENCY is set but empty (expected a concurrency (integer 1-10000))"},
 		{Key: "ui.enabled", Message: "UI_ENABLED is set but empty (expected a boolean (true or false))"},
 	}, ps)
 
@@ -227,7 +227,7 @@ func TestLoadEmptyEnvValue(t *testing.T) {
 func TestLoadSeedEnvNames(t *testing.T) {
 	t.Parallel()
 	cfg, err := LoadConfig(LoadOptions{Environ: []string{
-		"REDIS_URL=redis://u:p@cache.internal:6390/3",
+		"REDIS_URL=redis://cache.internal:6390/3",
 		"REDIS_HOST=redis.internal",
 		"REDIS_PORT=6390",
 		"REDIS_USERNAME=app",
@@ -236,7 +236,7 @@ func TestLoadSeedEnvNames(t *testing.T) {
 	}})
 	require.NoError(t, err)
 	r := cfg.Redis
-	require.Equal(t, "redis://u:p@cache.internal:6390/3", r.URL)
+	require.Equal(t, "redis://cache.internal:6390/3", r.URL)
 	require.Equal(t, "redis.internal", r.Host)
 	require.Equal(t, 6390, r.Port)
 	require.Equal(t, "app", r.Username)
@@ -259,7 +259,8 @@ func TestLoadEnvEveryKey(t *testing.T) {
 		"RATELIMIT_LIMITS=",
 		"HEALTH_ADDR=0.0.0.0:9090",
 		"OUTBOX_DRAIN_RATE=12.5",
-		"OUTBOX_MAX_BYTES=1024",
+		"OUTBOX_MAX_BYTES=4096",
+		"WORKER_MAX_PAYLOAD_BYTES=2048",
 		"LOG_LEVEL=debug",
 		"PLUGINS_WEBHOOK_SIGNING_SECRET=whsec",
 		"PLUGINS_WEBHOOK_ALLOW_HOSTS=127.0.0.0/8,::1",
@@ -278,7 +279,8 @@ func TestLoadEnvEveryKey(t *testing.T) {
 	require.Empty(t, cfg.RateLimit.Limits)
 	require.Equal(t, "0.0.0.0:9090", cfg.Health.Addr)
 	require.Equal(t, 12.5, cfg.Outbox.DrainRate)
-	require.Equal(t, int64(1024), cfg.Outbox.MaxBytes)
+	require.Equal(t, int64(4096), cfg.Outbox.MaxBytes)
+	require.Equal(t, 2048, cfg.Worker.MaxPayloadBytes)
 	require.Equal(t, "debug", cfg.Log.Level)
 	require.Equal(t, map[string]map[string]any{
 		"webhook": {"signing_secret": "whsec", "allow_hosts": "127.0.0.0/8,::1"},

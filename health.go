@@ -35,10 +35,11 @@ const outboxWarnRatio = 0.9
 // runtime's health checks, and the hooks and subscription the report reads.
 // It runs in New, before the monitor starts.
 func (r *Runtime) registerObservability() error {
-	o := &observer{}
+	o := &observer{log: r.log.With("component", "redis"), ready: r.monitor.Ready}
 	r.obs = o
 	r.rdb.AddHook(connHook{o})
 	r.probe.AddHook(connHook{o}) // the monitor's probes dial the current master too
+	r.qrdb.AddHook(connHook{o})  // asynq's refusals (NOPERM) show there first
 	// closeConnection runs r.unsub, also after a Stop without Start.
 	r.unsub = append(r.unsub, r.monitor.Subscribe(o.onState))
 
@@ -59,6 +60,7 @@ func (r *Runtime) registerObservability() error {
 		m.RegisterQueues(r.queue.inspector, r.cfg.Health.Timeout/2),
 		r.checks.Add(healthcheck.Check{Name: outboxCheck, Run: r.checkOutbox}),
 		r.registerHandlersCheck(),
+		r.registerQuarantine(),
 	}
 	return errors.Join(errs...)
 }
@@ -102,6 +104,7 @@ func (r *Runtime) healthHandler() http.Handler {
 			Redis:      whenReady(r, healthcheck.InfoFunc(r.rdb)),
 			Queues:     whenReady(r, healthcheck.QueuesFunc(r.queue.inspector)),
 			Fallbacks:  func(context.Context) ([]healthcheck.Fallback, error) { return r.fallbacks(), nil },
+			Warnings:   r.quarantineWarnings,
 			Config:     func(context.Context) (healthcheck.ConfigInfo, error) { return r.rl.info(), nil },
 		},
 		Ready:     r.ready,
@@ -125,11 +128,11 @@ func (r *Runtime) connection() healthcheck.Connection {
 	if c.Mode == "" {
 		c.Mode = ModeStandalone
 	}
-	remote, lastErr := r.observer().conn()
+	remote, lastErr, misconfigured := r.observer().conn()
 	if c.Mode == ModeSentinel {
 		c.Master = remote
 	}
-	if c.State != redisconn.Ready.String() {
+	if c.State != redisconn.Ready.String() || misconfigured {
 		c.LastError = lastErr
 	}
 	if at, ok := r.monitor.EmptyRestart(); ok {
@@ -174,16 +177,25 @@ func (r *Runtime) observer() *observer { return r.obs }
 // observer keeps what the report shows that no component keeps: the latest
 // connection error and address, and when the fallbacks last switched.
 type observer struct {
+	log   *slog.Logger
+	ready func() bool
+
 	mu       sync.Mutex
 	remote   string    // address of the last connection dialled on the app pool
-	lastErr  string    // latest network error on the app pool
+	lastErr  string    // latest network error or refusal (connerr.Reportable)
+	misconf  time.Time // when lastErr was a refusal that connerr.Misconfigured names
+	told     map[string]bool
 	switchAt time.Time // last move into or out of ready
 }
 
-func (o *observer) conn() (remote, lastErr string) {
+// misconfiguredShown is how long a refusal such as NOPERM stays in the
+// report's last_error while Redis is otherwise ready.
+const misconfiguredShown = time.Minute
+
+func (o *observer) conn() (remote, lastErr string, misconfigured bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.remote, o.lastErr
+	return o.remote, o.lastErr, !o.misconf.IsZero() && time.Since(o.misconf) < misconfiguredShown
 }
 
 func (o *observer) switched() *time.Time {
@@ -215,9 +227,26 @@ func (o *observer) dialed(remote string) {
 
 func (o *observer) failed(err error) {
 	msg := healthcheck.Redact(err.Error())
+	problem := connerr.Misconfigured(err)
 	o.mu.Lock()
 	o.lastErr = msg
+	o.misconf = time.Time{}
+	tell := false
+	if problem != "" {
+		o.misconf = time.Now()
+		// The monitor logs what its probe meets; a refusal of other
+		// commands while the probe answers is logged here, once.
+		if tell = !o.told[problem] && o.ready != nil && o.ready(); tell {
+			if o.told == nil {
+				o.told = map[string]bool{}
+			}
+			o.told[problem] = true
+		}
+	}
 	o.mu.Unlock()
+	if tell && o.log != nil {
+		o.log.Error(connerr.MisconfiguredHint(problem), "problem", problem, "reason", msg)
+	}
 }
 
 // connHook is a go-redis hook on the app pool that tells the observer each
@@ -234,7 +263,7 @@ func (h connHook) DialHook(next redis.DialHook) redis.DialHook {
 		switch {
 		case err == nil:
 			h.o.dialed(cn.RemoteAddr().String())
-		case connerr.Down(err):
+		case connerr.Reportable(err):
 			h.o.failed(err)
 		}
 		return cn, err
@@ -244,7 +273,7 @@ func (h connHook) DialHook(next redis.DialHook) redis.DialHook {
 func (h connHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if connerr.Down(err) {
+		if err != nil && connerr.Reportable(err) {
 			h.o.failed(err)
 		}
 		return err
@@ -254,7 +283,7 @@ func (h connHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h connHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := next(ctx, cmds)
-		if connerr.Down(err) {
+		if err != nil && connerr.Reportable(err) {
 			h.o.failed(err)
 		}
 		return err

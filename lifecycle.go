@@ -212,6 +212,7 @@ func (r *Runtime) handler() asynq.Handler {
 	r.rl.tasks = newTaskLimits(r.noHandlerMiddleware(r.queue.mux), r.taskLimit) // a reload swaps it
 	var h asynq.Handler = r.rl.tasks
 	h = retryAtSecondMiddleware(h)
+	h = payloadMiddleware(r.cfg.Worker.MaxPayloadBytes)(h)
 	h = timeoutMiddleware(r.cfg.Worker.TaskTimeout)(h)
 	h = observeMiddleware(r.log.With("component", "task"), &r.tasks)(h)
 	h = recoverMiddleware(r.log.With("component", "task"))(h)

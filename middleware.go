@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/taskhost/taskhost/internal/outbox"
 	"github.com/taskhost/taskhost/internal/tasklog"
 	"github.com/taskhost/taskhost/ratelimit"
 )
@@ -200,4 +201,19 @@ func (e *roundedLimitError) As(target any) bool {
 		return true
 	}
 	return false
+}
+
+// payloadMiddleware archives, with the reason, a task whose payload is
+// larger than max bytes: one that another client enqueued past taskhost's
+// bound (a larger task message never reaches a handler; the queue guard
+// archives it unread). The handler does not run.
+func payloadMiddleware(max int) asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			if err := outbox.CheckPayload(t, max); err != nil {
+				return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+			}
+			return next.ProcessTask(ctx, t)
+		})
+	}
 }

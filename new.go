@@ -57,7 +57,7 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 	if r.rdb, err = redisconn.NewClient(cfg.Redis.conn(), redisconn.WithLogger(clog)); err != nil {
 		return nil, fmt.Errorf("%w: redis: %v", ErrInvalidConfig, err)
 	}
-	qraw, err := redisconn.NewClient(cfg.Redis.conn(), redisconn.WithLogger(clog))
+	qraw, err := redisconn.NewClient(queueTimeouts(cfg).conn(), redisconn.WithLogger(clog))
 	if err != nil {
 		_ = r.rdb.Close()
 		return nil, fmt.Errorf("%w: redis: %v", ErrInvalidConfig, err)
@@ -112,7 +112,7 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 
 	var store outbox.Store
 	if cfg.Outbox.Path != "" {
-		fs, err := outbox.OpenFile(cfg.Outbox.Path)
+		fs, err := outbox.OpenFile(cfg.Outbox.Path, outbox.WithLogger(log))
 		if err != nil {
 			r.closeEarly()
 			return nil, fmt.Errorf("outbox.path: %w", err)
@@ -126,6 +126,8 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 		DrainRate: cfg.Outbox.DrainRate,
 		Logger:    log,
 		Tracer:    r.tracer,
+
+		MaxPayloadBytes: cfg.Worker.MaxPayloadBytes,
 	})
 	if err != nil {
 		r.closeEarly()

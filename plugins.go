@@ -4,6 +4,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/taskhost/taskhost/cache"
+	"github.com/taskhost/taskhost/internal/outbox"
 	"github.com/taskhost/taskhost/internal/pluginhost"
 )
 
@@ -15,6 +16,9 @@ func (r *Runtime) newPluginSet() *pluginhost.Set {
 		Sections: r.cfg.Plugins,
 		Mux:      r.queue.mux,
 		Schedule: func(_, cronspec string, task *asynq.Task, opts ...asynq.Option) (string, error) {
+			if err := outbox.CheckPayload(task, r.cfg.Worker.MaxPayloadBytes); err != nil {
+				return "", err
+			}
 			return r.queue.scheduler.Register(cronspec, r.scheduled(task), opts...)
 		},
 		Cache:        func(namespace string) cache.Store { return r.cache.Namespace(namespace) },

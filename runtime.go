@@ -146,4 +146,9 @@ var (
 	ErrOutboxFull = outbox.ErrOutboxFull
 	// ErrClosed is returned by a Client used after the runtime stopped.
 	ErrClosed = outbox.ErrClosed
+	// ErrPayloadTooLarge is matched by the error of a task whose payload
+	// is larger than worker.max_payload_bytes: Client, Host.Enqueue and
+	// Host.Schedule refuse it before anything is sent, and a worker
+	// archives one that another client enqueued.
+	ErrPayloadTooLarge = outbox.ErrPayloadTooLarge
 )

@@ -1,6 +1,7 @@
 package taskhostcmd
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,17 +9,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskhost/taskhost"
+	"github.com/taskhost/taskhost/internal/config"
 	"github.com/taskhost/taskhost/internal/connerr"
+	"github.com/taskhost/taskhost/internal/outbox"
 	"github.com/taskhost/taskhost/internal/redisconn"
 	"github.com/taskhost/taskhost/internal/tracing"
 )
@@ -43,9 +49,9 @@ func parseEnqueue(args []string, stderr io.Writer) (*enqueueArgs, *flag.FlagSet,
 	fs.StringVar(&a.queue, "queue", "", "queue `name` (default: asynq's default queue)")
 	fs.DurationVar(&a.in, "in", 0, "process after this `duration`")
 	fs.StringVar(&a.at, "at", "", "process at this `time` (RFC 3339)")
-	fs.StringVar(&a.id, "id", "", "task `ID` (default: generated)")
+	fs.StringVar(&a.id, "id", "", "task `ID` (default: a UUID, printed before the task is sent)")
 	fs.DurationVar(&a.unique, "unique", 0, "refuse duplicates of this task for this `TTL`")
-	fs.IntVar(&a.maxRetry, "max-retry", -1, "maximum retries (`n`; default: the worker's worker.max_retry)")
+	fs.IntVar(&a.maxRetry, "max-retry", 0, "maximum retries (`n`, 0-1000; default: the worker's worker.max_retry)")
 	fs.StringVar(&a.path, "config", "./config.yaml", "config file `path`")
 	fs.BoolVar(&a.dev, "dev", false, "use the -dev worker's embedded Redis at redis.embedded.addr")
 	fs.BoolVar(&a.strict, "strict", false, "refuse a task type that no enabled, compiled-in plugin handles (exit 2), instead of warning")
@@ -74,14 +80,13 @@ func parseEnqueue(args []string, stderr io.Writer) (*enqueueArgs, *flag.FlagSet,
 
 // options turns the flags into asynq options; the task type's defaults and
 // worker.max_retry fill in what they leave unset (taskTypeCheck.options).
+// a.id must be set.
 func (a *enqueueArgs) options() ([]asynq.Option, error) {
 	var opts []asynq.Option
 	if a.queue != "" {
 		opts = append(opts, asynq.Queue(a.queue))
 	}
-	if a.id != "" {
-		opts = append(opts, asynq.TaskID(a.id))
-	}
+	opts = append(opts, asynq.TaskID(a.id))
 	if a.in > 0 {
 		opts = append(opts, asynq.ProcessIn(a.in))
 	}
@@ -126,6 +131,13 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "worker enqueue: config: %v\n", err)
 		return ExitUsage
 	}
+	if err := a.checkBounds(fs, cfg); err != nil {
+		fmt.Fprintf(stderr, "worker enqueue: %v\n", err)
+		return ExitUsage
+	}
+	if a.id == "" {
+		a.id = uuid.NewString()
+	}
 	flagOpts, err := a.options()
 	if err != nil {
 		fmt.Fprintf(stderr, "worker enqueue: %v\n", err)
@@ -157,6 +169,8 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return ExitUsage
 	}
 	defer rdb.Close()
+	sent := &sentHook{}
+	rdb.AddHook(sent)
 	client := asynq.NewClientFromRedisClient(rdb)
 	ectx, cancel := context.WithTimeout(ctx, enqueueTimeout)
 	defer cancel()
@@ -166,6 +180,10 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		ectx, span = tr.StartSend(ectx, tracing.SourceCLI, a.taskType, a.queueName(), a.id, headers)
 		task = asynq.NewTaskWithHeaders(a.taskType, []byte(a.payload), headers)
 	}
+	// The ID goes out before the task does, so that a caller who loses the
+	// answer (a timeout, a killed process) can retry with -id: the line is
+	// finished once the outcome is known.
+	fmt.Fprintf(stdout, "id=%s", a.id)
 	info, err := client.EnqueueContext(ectx, task, opts...)
 	if span != nil {
 		id := ""
@@ -174,11 +192,18 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		tracing.EndSend(span, id, false, err)
 	}
+	if err != nil {
+		fmt.Fprintln(stdout)
+	}
 	switch {
 	case err == nil:
+	case connerr.Down(err) && sent.script.Load():
+		fmt.Fprintf(stderr, "worker enqueue: the outcome is unknown: the task was sent to Redis (%s) but no answer came (%v); "+
+			"it may be enqueued. Retry with -id %s: a retry cannot enqueue it twice\n", cfg.Redis.Target(), err, a.id)
+		return ExitUnknown
 	case connerr.Down(err):
-		fmt.Fprintf(stderr, "worker enqueue: Redis (%s) is unreachable, the task was not enqueued: %v\n",
-			cfg.Redis.Target(), err)
+		fmt.Fprintf(stderr, "worker enqueue: Redis (%s) is unreachable, the task (id %s) was not enqueued: %v\n",
+			cfg.Redis.Target(), a.id, err)
 		return ExitFailure
 	case errors.Is(err, asynq.ErrTaskIDConflict):
 		fmt.Fprintf(stderr, "worker enqueue: -id %s: %v\n", a.id, err)
@@ -188,11 +213,74 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return ExitFailure
 	}
 	if span != nil {
-		fmt.Fprintf(stdout, "id=%s queue=%s state=%s trace_id=%s\n", info.ID, info.Queue, info.State, span.SpanContext().TraceID())
+		fmt.Fprintf(stdout, " queue=%s state=%s trace_id=%s\n", info.Queue, info.State, span.SpanContext().TraceID())
 		return ExitOK
 	}
-	fmt.Fprintf(stdout, "id=%s queue=%s state=%s\n", info.ID, info.Queue, info.State)
+	fmt.Fprintf(stdout, " queue=%s state=%s\n", info.Queue, info.State)
 	return ExitOK
+}
+
+// checkBounds checks -max-retry, when given, against worker.max_retry's
+// range, and -payload against worker.max_payload_bytes.
+func (a *enqueueArgs) checkBounds(fs *flag.FlagSet, cfg taskhost.Config) error {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "max-retry" })
+	if given {
+		c := cfg
+		c.Worker.MaxRetry = a.maxRetry
+		var ce *config.Error
+		if err := c.Validate(); errors.As(err, &ce) {
+			for _, p := range ce.Problems {
+				if p.Key == "worker.max_retry" {
+					return fmt.Errorf("-max-retry: %s", p.Message)
+				}
+			}
+		}
+	} else {
+		a.maxRetry = -1
+	}
+	if err := outbox.CheckPayload(asynq.NewTask(a.taskType, []byte(a.payload)), cfg.Worker.MaxPayloadBytes); err != nil {
+		return fmt.Errorf("-payload: %w", err)
+	}
+	return nil
+}
+
+// sentHook notes whether a script command (asynq's enqueue is a Lua script)
+// was written to a connection: if it was, Redis may have run it even though
+// no answer came back, so the outcome is unknown. A failure before that
+// (dialing, the handshake, a pool wait) means nothing was enqueued.
+type sentHook struct{ script atomic.Bool }
+
+func (h *sentHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		cn, err := next(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &sniffConn{Conn: cn, sent: &h.script}, nil
+	}
+}
+
+func (h *sentHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h *sentHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// sniffConn marks sent before it writes a command that runs a script.
+type sniffConn struct {
+	net.Conn
+	sent *atomic.Bool
+}
+
+func (c *sniffConn) Write(p []byte) (int, error) {
+	if !c.sent.Load() {
+		lower := bytes.ToLower(p)
+		if bytes.Contains(lower, []byte("\r\nevalsha\r\n")) || bytes.Contains(lower, []byte("\r\neval\r\n")) {
+			c.sent.Store(true)
+		}
+	}
+	return c.Conn.Write(p)
 }
 
 // queueName is -queue, or asynq's default queue.

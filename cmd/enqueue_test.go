@@ -111,6 +111,10 @@ func TestEnqueueUsageErrors(t *testing.T) {
 		{"bad -at", []string{"-type", "t", "-at", "tomorrow"}, "is not an RFC 3339 time"},
 		{"-in and -at", []string{"-type", "t", "-in", "1m", "-at", "2030-01-01T00:00:00Z"}, "cannot both be set"},
 		{"bad duration", []string{"-type", "t", "-in", "soon"}, "invalid value"},
+		{"negative max-retry", []string{"-type", "t", "-max-retry", "-5"}, "-max-retry: -5 is not a retry count (integer 0-1000)"},
+		{"huge max-retry", []string{"-type", "t", "-max-retry", "2147483648"}, "-max-retry: 2147483648 is not a retry count (integer 0-1000)"},
+		{"payload over the bound", []string{"-type", "t", "-payload", `"` + strings.Repeat("x", 1<<20) + `"`},
+			"-payload: payload too large: task t has a payload of 1048578 bytes, more than worker.max_payload_bytes (1048576)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -135,8 +139,8 @@ func TestEnqueueRedisDownFailsFast(t *testing.T) {
 		}), "")
 		require.Less(t, time.Since(begin), 2*time.Second)
 		require.Equal(t, 1, code)
-		require.Empty(t, out)
-		require.Contains(t, errOut, "is unreachable, the task was not enqueued")
+		require.Regexp(t, `^id=[0-9a-f-]{36}\n$`, out, "the ID is printed before the task is sent")
+		require.Contains(t, errOut, "is unreachable, the task (id "+strings.TrimSpace(strings.TrimPrefix(out, "id="))+") was not enqueued")
 		require.Contains(t, errOut, addr)
 		require.NotContains(t, errOut, "hunter2", "no password in the message")
 		require.Equal(t, 1, strings.Count(errOut, "\n"), "one line, no go-redis noise: %s", errOut)
@@ -150,8 +154,8 @@ func TestEnqueueRedisDownFailsFast(t *testing.T) {
 		begin := time.Now()
 		code, _, errOut := enqueueCLI(t, cfg, "-type", "t")
 		require.Less(t, time.Since(begin), 2*time.Second)
-		require.Equal(t, 1, code)
-		require.Contains(t, errOut, "is unreachable, the task was not enqueued")
+		require.Equal(t, 1, code, "the handshake timed out before the task was sent: %s", errOut)
+		require.Contains(t, errOut, "was not enqueued")
 	})
 }
 

@@ -69,6 +69,16 @@ func (h *Handler) Report(ctx context.Context) Report {
 			}
 		})
 	}
+	var warnings []string
+	if src.Warnings != nil {
+		run(func() {
+			o := h.warnings.do(ctx, h.budget(), src.Warnings)
+			record(sourceResult("warnings", o))
+			if o.err == nil {
+				warnings = o.val
+			}
+		})
+	}
 	if src.Config != nil {
 		run(func() {
 			o := h.config.do(ctx, h.budget(), src.Config)
@@ -138,6 +148,9 @@ func (h *Handler) Report(ctx context.Context) Report {
 				"redis came back empty at %s: tasks queued before then were lost on the server side",
 				c.CameBackEmptyAt.UTC().Format(time.RFC3339)))
 		}
+	}
+	for _, w := range warnings {
+		rep.Warnings = append(rep.Warnings, Redact(w))
 	}
 	if !full {
 		h.strip(&rep)

@@ -58,6 +58,7 @@ type Handler struct {
 	redis      flight[RedisInfo]
 	queues     flight[[]Queue]
 	fallbacks  flight[[]Fallback]
+	warnings   flight[[]string]
 	config     flight[ConfigInfo]
 
 	mu         sync.Mutex

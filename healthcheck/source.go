@@ -11,7 +11,7 @@ import (
 // timeout in Report.Sources and its section is left empty. A func that is
 // still running from an earlier probe is joined, not started again.
 //
-// Connection and Fallbacks should read in-memory state only; Ping, Redis and
+// Connection, Fallbacks and Warnings should read in-memory state only; Ping, Redis and
 // Queues talk to Redis and are skipped at DetailMinimal.
 type Source struct {
 	Connection func(ctx context.Context) (Connection, error)
@@ -19,6 +19,9 @@ type Source struct {
 	Redis      func(ctx context.Context) (RedisInfo, error)
 	Queues     func(ctx context.Context) ([]Queue, error)
 	Fallbacks  func(ctx context.Context) ([]Fallback, error)
+	// Warnings adds facts an operator must see that do not change the
+	// status, such as tasks in a quarantine; it should read memory only.
+	Warnings func(ctx context.Context) ([]string, error)
 	// Config says which generation of the configuration runs; memory only.
 	Config func(ctx context.Context) (ConfigInfo, error)
 }

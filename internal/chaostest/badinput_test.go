@@ -19,13 +19,19 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// bigPayload is the size of the large-payload cases.
-const bigPayload = 10 << 20
+// bigPayload is the size of the large-payload cases that the worker
+// processes: within worker.max_payload_bytes (1 MiB by default) with room
+// for the JSON around it. hugePayload is over the bound.
+const (
+	bigPayload  = 900 << 10
+	hugePayload = 10 << 20
+)
 
-// TestBadInput sends a real worker malformed payloads, 10 MB payloads and a
-// task type nothing handles. Malformed payloads are archived at once, 10 MB
-// payloads are processed, the unknown type is archived after its retries,
-// and the worker goes on processing.
+// TestBadInput sends a real worker malformed payloads, payloads near and far
+// over worker.max_payload_bytes, and a task type nothing handles. Malformed
+// payloads are archived at once, 10 MB payloads are archived unread with
+// their reason, payloads within the bound are processed, the unknown type is
+// archived after its retries, and the worker goes on processing.
 func TestBadInput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos suite: skipped with -short")
@@ -59,7 +65,6 @@ func TestBadInput(t *testing.T) {
 		"bad-empty":         {"chaos:record", ""},
 		"bad-invalid":       {"chaos:record", `{"seq":-1}`},
 		"bad-trailing":      {"chaos:record", `{"seq":1} {"seq":2}`},
-		"bad-10mb-garbage":  {"chaos:record", strings.Repeat("x", bigPayload)},
 		"wh-bad-scheme":     {"webhook:deliver", `{"url":"ftp://example.com/"}`},
 		"wh-no-url":         {"webhook:deliver", `{}`},
 		"wh-array":          {"webhook:deliver", `[1,2,3]`},
@@ -72,7 +77,18 @@ func TestBadInput(t *testing.T) {
 	// found", so it is retried like any failure, then archived.
 	enqueue("unknown-type", "chaos:nope", []byte(`{}`), asynq.MaxRetry(1))
 
-	// 10 MB payloads are accepted and processed.
+	// 10 MB payloads, from a plain asynq client past the bound: archived
+	// unread by the queue guard, with the reason.
+	oversized := map[string]struct{ typ, payload string }{
+		"huge-garbage": {"chaos:record", strings.Repeat("x", hugePayload)},
+		"huge-chaos":   {"chaos:record", `{"seq":1,"pad":"` + strings.Repeat("a", hugePayload) + `"}`},
+		"huge-webhook": {"webhook:deliver", `{"url":"` + hook.URL + `/hook","body":"` + strings.Repeat("a", hugePayload) + `"}`},
+	}
+	for id, c := range oversized {
+		enqueue(id, c.typ, []byte(c.payload))
+	}
+
+	// Payloads of 900 KiB, within the bound, are accepted and processed.
 	pad := strings.Repeat("a", bigPayload)
 	bigChaos, err := json.Marshal(map[string]any{"seq": 1, "pad": pad})
 	require.NoError(t, err)
@@ -108,8 +124,8 @@ func TestBadInput(t *testing.T) {
 			archived[ti.ID] = ti
 		}
 		state = fmt.Sprintf("pending=%d active=%d retry=%d archived=%d of %d, hook bytes %d",
-			q.Pending, q.Active, q.Retry, len(archived), len(malformed)+1, hookBytes.Load())
-		return unfinished(q) == 0 && len(archived) == len(malformed)+1 &&
+			q.Pending, q.Active, q.Retry, len(archived), len(malformed)+len(oversized)+1, hookBytes.Load())
+		return unfinished(q) == 0 && len(archived) == len(malformed)+len(oversized)+1 &&
 			h.recorder.done("big-chaos") && h.recorder.done("after") && hookBytes.Load() > 0
 	}
 	deadline := time.Now().Add(90 * time.Second)
@@ -126,12 +142,19 @@ func TestBadInput(t *testing.T) {
 		require.Zero(t, ti.Retried, "%s: a malformed payload is archived without a retry", id)
 		require.False(t, h.recorder.done(id), "%s must not reach the handler", id)
 	}
+	for id := range oversized {
+		ti := archived[id]
+		require.NotNil(t, ti, "%s must be archived", id)
+		require.Contains(t, ti.LastErr, "larger than worker.max_payload_bytes allows", id)
+		require.Zero(t, ti.Retried, id)
+		require.False(t, h.recorder.done(id), "%s must not reach the handler", id)
+	}
 	require.Contains(t, archived["unknown-type"].LastErr, "handler not found")
 	require.Equal(t, 1, archived["unknown-type"].Retried)
 
 	require.Len(t, h.recorder.byID["big-chaos"], 1)
-	require.Equal(t, bigPayload, h.recorder.byID["big-chaos"][0].pad, "the handler saw the whole 10 MB")
-	require.Equal(t, int64(bigPayload), hookBytes.Load(), "the webhook delivered the whole 10 MB body")
+	require.Equal(t, bigPayload, h.recorder.byID["big-chaos"][0].pad, "the handler saw the whole 900 KiB")
+	require.Equal(t, int64(bigPayload), hookBytes.Load(), "the webhook delivered the whole 900 KiB body")
 	require.NotContains(t, archived, "big-chaos")
 	require.NotContains(t, archived, "big-webhook")
 
@@ -145,8 +168,8 @@ func TestBadInput(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.StatusCode, path)
 	}
 	hwm := peakRSS(w.pid())
-	t.Logf("bad input: %d malformed payloads archived without retry; unknown type archived after %d retry; two 10 MB tasks processed within %s; worker peak RSS %s",
-		len(malformed), archived["unknown-type"].Retried, took.Round(time.Millisecond), hwm)
+	t.Logf("bad input: %d malformed payloads archived without retry; %d 10 MB tasks archived unread; unknown type archived after %d retry; two 900 KiB tasks processed within %s; worker peak RSS %s",
+		len(malformed), len(oversized), archived["unknown-type"].Retried, took.Round(time.Millisecond), hwm)
 	require.NotContains(t, w.logTail(1<<20), "panic", "no handler may panic on bad input")
 
 	_, err = w.signal(syscall.SIGTERM)

@@ -131,6 +131,10 @@ func (d Decoder) decodeMap(key string, val any, fv reflect.Value) {
 			entries = flattenDots(entries)
 		}
 	}
+	if len(entries) > MaxKeys {
+		d.add(key, fmt.Sprintf("has more than %d entries; expected at most %d", MaxKeys, MaxKeys))
+		return
+	}
 	out := reflect.MakeMapWithSize(t, len(entries))
 	for _, name := range sortedKeys(entries) {
 		ekey := key + "." + name

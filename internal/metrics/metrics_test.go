@@ -249,7 +249,11 @@ func TestDocsListEveryMetric(t *testing.T) {
 	m, _ := setup(t)
 	m.ObserveTask("t", "q", metrics.OutcomeSuccess, time.Millisecond)
 	require.NoError(t, m.RegisterQueues(stubInspector{}, 0))
+	require.NoError(t, m.RegisterQuarantine(func() map[string]int64 { return map[string]int64{"q": 2} },
+		func() map[[2]string]uint64 { return map[[2]string]uint64{{"q", "missing"}: 3} }))
 	_, fams := scrape(t, m.Gatherer())
+	require.Equal(t, 2.0, value(t, fams, "taskhost_quarantined_tasks", map[string]string{"queue": "q"}))
+	require.Equal(t, 3.0, value(t, fams, "taskhost_tasks_set_aside_total", map[string]string{"queue": "q", "reason": "missing"}))
 	doc, err := os.ReadFile("../../docs/health.md")
 	require.NoError(t, err)
 	listed := map[string]bool{}

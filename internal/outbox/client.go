@@ -40,6 +40,10 @@ type Options struct {
 	// DrainRate bounds delivery from the outbox, in tasks per second
 	// (default 2,000). math.Inf(1) removes the bound.
 	DrainRate float64
+	// MaxPayloadBytes bounds a task's payload: Submit refuses a larger one
+	// with a *PayloadError before anything is sent or held. 0 means no
+	// bound; the runtime sets worker.max_payload_bytes.
+	MaxPayloadBytes int
 	// CheckInterval is how often a non-empty outbox checks Ready on its
 	// own, besides Kick (default 1 s).
 	CheckInterval time.Duration
@@ -160,19 +164,47 @@ func newLimiter(perSec float64) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(perSec), max(1, int(perSec/20))) // a burst of 50 ms
 }
 
-// load reads the held tasks of a persistent store into memory.
+// quarantiner is a Store that can set unreadable records aside.
+type quarantiner interface {
+	Quarantine(recs ...Record) error
+}
+
+// load reads the held tasks of a persistent store into memory. A record
+// that does not decode is moved to the store's quarantine (FileStore) and
+// reported in one ERROR line; the others load and drain.
 func (c *Client) load() error {
+	var bad []Record
+	var firstErr error
 	err := c.store.Load(func(r Record) error {
+		c.nextSeq = max(c.nextSeq, r.Seq+1)
 		s, err := decode(r.Data)
 		if err != nil {
-			return fmt.Errorf("outbox: stored task %d: %w", r.Seq, err)
+			if firstErr == nil {
+				firstErr = err
+			}
+			bad = append(bad, r)
+			return nil
 		}
 		c.add(&entry{seq: r.Seq, id: s.ID, data: r.Data, at: s.Accepted})
-		c.nextSeq = max(c.nextSeq, r.Seq+1)
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	if len(bad) > 0 {
+		seqs := make([]uint64, len(bad))
+		for i, r := range bad {
+			seqs[i] = r.Seq
+		}
+		where := "kept in place"
+		if q, ok := c.store.(quarantiner); ok {
+			if err := q.Quarantine(bad...); err != nil {
+				return fmt.Errorf("outbox: quarantine %d unreadable stored tasks: %w", len(bad), err)
+			}
+			where = "moved to the file's quarantine bucket"
+		}
+		c.log.Error("outbox held tasks that cannot be read; the others are delivered", "unreadable", len(bad),
+			"seqs", seqs, "where", where, "error", firstErr.Error())
 	}
 	if n := c.q.len(); n > 0 {
 		c.holding = true
@@ -214,14 +246,18 @@ func (c *Client) EnqueueContext(ctx context.Context, task *asynq.Task, opts ...a
 // meant at Submit.
 //
 // Errors: asynq's own (validation, ErrDuplicateTask, ErrTaskIDConflict)
-// as asynq returns them; ErrOutboxFull, wrapped, when the outbox is at a
-// bound; ErrClosed after Close; the context's error when ctx is done.
+// as asynq returns them; a *PayloadError (ErrPayloadTooLarge) for a payload
+// above Options.MaxPayloadBytes; ErrOutboxFull, wrapped, when the outbox is
+// at a bound; ErrClosed after Close; the context's error when ctx is done.
 func (c *Client) Submit(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (res Result, err error) {
 	if c.closed.Load() {
 		return Result{}, ErrClosed
 	}
 	if task == nil {
 		return Result{}, errors.New("task cannot be nil")
+	}
+	if err := CheckPayload(task, c.opts.MaxPayloadBytes); err != nil {
+		return Result{}, err
 	}
 	id, ok := lastTaskID(taskOptions(task), opts)
 	if !ok {

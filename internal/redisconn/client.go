@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -132,22 +130,18 @@ func standaloneOptions(cfg Config) (*redis.Options, error) {
 	}
 	ro, err := redis.ParseURL(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("redisconn: redis.url: %s", safeURLError(err, cfg.URL))
+		// config.Validate explains what is wrong; go-redis' message could
+		// quote a piece of a password that was not percent-encoded.
+		return nil, fmt.Errorf("%w: redis.url does not parse", ErrIncompleteConfig)
+	}
+	// redis.username and redis.password (REDIS_USERNAME, REDIS_PASSWORD)
+	// fill in a URL without credentials; config.Validate refuses a URL
+	// whose password differs from redis.password.
+	if ro.Username == "" {
+		ro.Username = cfg.Username
+	}
+	if ro.Password == "" {
+		ro.Password = cfg.Password
 	}
 	return ro, nil
-}
-
-// safeURLError returns err's text without the URL (which may carry a password).
-func safeURLError(err error, raw string) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err.Error()
-	}
-	msg := err.Error()
-	if u, perr := url.Parse(raw); perr == nil && u.User != nil {
-		if p, ok := u.User.Password(); ok && p != "" {
-			msg = strings.ReplaceAll(msg, p, "***")
-		}
-	}
-	return msg
 }

@@ -66,7 +66,7 @@ func TestNewClientConfigErrors(t *testing.T) {
 		{"cluster without addrs", with(func(c *redisconn.Config) { c.Mode = "cluster" }), redisconn.ErrIncompleteConfig, "redis.addrs"},
 		{"standalone without host", with(func(c *redisconn.Config) { c.Host = "" }), redisconn.ErrIncompleteConfig, "redis.host"},
 		{"bad url keeps password out", with(func(c *redisconn.Config) { c.URL = "redis://:pw1@host:notaport/0" }), nil, "redis.url"},
-		{"bad scheme", with(func(c *redisconn.Config) { c.URL = "http://:pw1@host/0" }), nil, "scheme"},
+		{"bad scheme", with(func(c *redisconn.Config) { c.URL = "http://:pw1@host/0" }), redisconn.ErrIncompleteConfig, "redis.url"},
 		{"missing ca file", with(func(c *redisconn.Config) { c.TLS.Enabled, c.TLS.CAFile = true, "/nonexistent/ca.pem" }), os.ErrNotExist, "ca_file"},
 		{"cert without key", with(func(c *redisconn.Config) { c.TLS.Enabled, c.TLS.CertFile = true, "/x/cert.pem" }),
 			redisconn.ErrIncompleteConfig, "key_file"},
@@ -118,16 +118,20 @@ func TestNewClientForms(t *testing.T) {
 	byURL.URL = strings.Replace(s.URL(), "/0", "/3", 1)
 	byHost := cfgFor(t, s.Addr())
 	byHost.Password, byHost.DB = password, 3
+	// REDIS_PASSWORD fills in a URL that has none (issue 15).
+	byURLAndPassword := cfgFor(t, s.Addr())
+	byURLAndPassword.URL, byURLAndPassword.Password = "redis://"+s.Addr()+"/3", password
 	embedded := redisconn.DefaultConfig()
 	embedded.Mode, embedded.Embedded.Addr, embedded.Password, embedded.DB = redisconn.ModeEmbedded, s.Addr(), password, 3
 
-	for name, cfg := range map[string]redisconn.Config{"url": byURL, "host": byHost, "embedded": embedded} {
+	forms := map[string]redisconn.Config{"url": byURL, "host": byHost, "embedded": embedded, "url+password": byURLAndPassword}
+	for name, cfg := range forms {
 		c := newClient(t, cfg)
 		require.NoError(t, c.Set(ctx, "form:"+name, name, 0).Err(), name)
 	}
 	db3 := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: password, DB: 3})
 	defer db3.Close()
-	require.Equal(t, int64(3), db3.Exists(ctx, "form:url", "form:host", "form:embedded").Val(), "all three used db 3")
+	require.Equal(t, int64(4), db3.Exists(ctx, "form:url", "form:host", "form:embedded", "form:url+password").Val(), "all four used db 3")
 }
 
 // TestSentinelAndClusterFailFast: with nothing listening, calls through the

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskhost/taskhost/internal/connerr"
 )
 
 // ErrClosed is returned by Wait when the monitor closes before the wanted state.
@@ -42,11 +44,13 @@ type Monitor struct {
 	restart     restartState
 
 	// Owned by the probe loop.
-	failSince  time.Time
-	lastReason string
-	backoff    time.Duration
-	lastProbe  time.Time
-	probes     uint64 // successful pings, for spacing the empty-restart check
+	failSince   time.Time
+	lastReason  string
+	problem     string // Misconfigured of the failing probe's error
+	toldProblem string // the problem last logged, so each is logged once
+	backoff     time.Duration
+	lastProbe   time.Time
+	probes      uint64 // successful pings, for spacing the empty-restart check
 }
 
 // NewMonitor returns a monitor of client in state Connecting and adds its hook
@@ -144,17 +148,22 @@ func (m *Monitor) setState(to State, reason string, extra ...any) {
 	// One line when an outage starts and one when it ends: the first
 	// second of failures (reconnecting) is detail; down is the outage; the
 	// ready line tells how long it lasted. A blip that never went down is
-	// one line, at its end, a warning.
-	switch to {
-	case Ready:
+	// one line, at its end, a warning. A misconfiguration is said once.
+	switch {
+	case to == Ready:
 		level := slog.LevelInfo
 		if from == Reconnecting {
 			level = slog.LevelWarn
 		}
 		m.log.Log(context.Background(), level, "redis ready", attrs...)
-	case Reconnecting:
+	case (to == Reconnecting || to == Down) && m.problem != "":
+		if m.problem != m.toldProblem {
+			m.toldProblem = m.problem
+			m.log.Error(connerr.MisconfiguredHint(m.problem), append(attrs, "problem", m.problem, "reason", reason)...)
+		}
+	case to == Reconnecting:
 		m.log.Debug("redis connection lost; reconnecting", append(attrs, "reason", reason)...)
-	case Down:
+	case to == Down:
 		m.log.Error("redis down; reconnecting with backoff", append(attrs, "reason", reason)...)
 	default:
 		m.log.Debug("redis monitor "+to.String(), attrs...)

@@ -3,6 +3,8 @@ package redisconn
 import (
 	"context"
 	"time"
+
+	"github.com/taskhost/taskhost/internal/connerr"
 )
 
 // minNudgeGap spaces probes triggered by the hook, so a stream of failing
@@ -116,6 +118,7 @@ func (m *Monitor) onSuccess(now time.Time) {
 	}
 	m.failSince = time.Time{}
 	m.lastReason = ""
+	m.problem, m.toldProblem = "", ""
 }
 
 // onFailure updates the state after a failed probe and returns the delay
@@ -126,11 +129,16 @@ func (m *Monitor) onFailure(now time.Time, err error) time.Duration {
 		m.failSince = now
 	}
 	failing := now.Sub(m.failSince)
+	m.problem = connerr.Misconfigured(err)
 	switch st := m.State(); {
 	case st == Ready:
 		m.setState(Reconnecting, reason)
 	case (st == Connecting || st == Reconnecting) && failing >= m.opts.DownAfter:
 		m.setState(Down, reason, "failing_for", failing.Round(time.Millisecond).String())
+	case m.problem != "" && m.problem != m.toldProblem:
+		// A refusal that began during an outage: said once, as what it is.
+		m.toldProblem = m.problem
+		m.log.Error(connerr.MisconfiguredHint(m.problem), "state", st.String(), "problem", m.problem, "reason", reason)
 	case reason != m.lastReason:
 		m.log.Debug("redis still unavailable", "state", st.String(), "reason", reason)
 	}

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/taskhost/taskhost/plugins"
 	"github.com/taskhost/taskhost/ratelimit"
@@ -42,18 +44,64 @@ func (d *Delivery) Validate() error {
 	if u.Hostname() == "" {
 		return errors.New("url has no host")
 	}
+	if err := checkHost(u.Hostname()); err != nil {
+		return err
+	}
 	if d.Method != "" && !isToken(d.Method) {
 		return fmt.Errorf("method %q is not an HTTP method", d.Method)
 	}
 	for k, v := range d.Headers {
-		if !isToken(k) {
+		if !httpguts.ValidHeaderFieldName(k) {
 			return fmt.Errorf("header name %q is not valid", k)
 		}
-		if strings.ContainsAny(v, "\r\n\x00") {
-			return fmt.Errorf("header %s has a line break or NUL in its value", k)
+		// net/http refuses these when it sends the request; caught here,
+		// the delivery is archived as malformed instead of retried.
+		if !httpguts.ValidHeaderFieldValue(v) {
+			return fmt.Errorf("header %s has a control character (a line break, NUL or other byte below 0x20 but tab, or DEL) in its value", k)
 		}
 	}
 	return nil
+}
+
+// checkHost refuses a URL host that is neither an IP address written as
+// such nor a DNS name: the numeric forms that C resolvers read as IPv4
+// (127.1, 0x7f000001, 2130706433, 0177.0.0.1) are names to Go's resolver,
+// so they would fail as "no such host" on every retry, or resolve
+// somewhere unexpected through a search domain.
+func checkHost(host string) error {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	name := strings.TrimSuffix(strings.ToLower(host), ".")
+	if !validHostname(name) {
+		return fmt.Errorf("url host %q is neither an IP address nor a DNS name", host)
+	}
+	last := name[strings.LastIndexByte(name, '.')+1:]
+	if numericLabel(last) {
+		return fmt.Errorf("url host %q is a numeric form, not a dotted-quad IPv4 address or a DNS name "+
+			"(write an IPv4 address as four decimal numbers, e.g. 127.0.0.1)", host)
+	}
+	return nil
+}
+
+// numericLabel reports whether a label is all decimal digits or a 0x hex
+// number: a DNS name's last label never is.
+func numericLabel(l string) bool {
+	if h, ok := strings.CutPrefix(l, "0x"); ok && h != "" {
+		l = h
+		for _, c := range l {
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+		return true
+	}
+	for _, c := range l {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return l != ""
 }
 
 // StatusError is the error of a delivery answered with a status that is not

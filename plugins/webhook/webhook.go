@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -168,8 +169,13 @@ func NewTask(d Delivery, opts ...asynq.Option) (*asynq.Task, error) {
 	return plugins.NewTask(TaskType, d, opts...)
 }
 
-// isPermanent reports whether a transport error will not go away by retrying.
+// isPermanent reports whether a transport error will not go away by
+// retrying: the SSRF guard refused the address, too many redirects, or the
+// host name does not exist (NXDOMAIN; a temporary resolver failure is
+// retried).
 func isPermanent(err error) bool {
 	var refused *RefusedError
-	return errors.As(err, &refused) || errors.Is(err, errTooManyRedirects)
+	var dns *net.DNSError
+	return errors.As(err, &refused) || errors.Is(err, errTooManyRedirects) ||
+		(errors.As(err, &dns) && dns.IsNotFound && !dns.IsTemporary)
 }

@@ -437,7 +437,7 @@ func TestMalformedPayloadArchived(t *testing.T) {
 		`{"url":""}`:                                              "invalid: url is empty",
 		`{"url":"http://127.0.0.1/","method":"PO ST"}`:            `invalid: method "PO ST" is not an HTTP method`,
 		`{"url":"http://127.0.0.1/","headers":{"A B":"x"}}`:       `invalid: header name "A B" is not valid`,
-		`{"url":"http://127.0.0.1/","headers":{"A":"x\r\nB: y"}}`: "invalid: header A has a line break or NUL in its value",
+		`{"url":"http://127.0.0.1/","headers":{"A":"x\r\nB: y"}}`: "invalid: header A has a control character",
 		`{"url":"http://127.0.0.1/","body":{}}`:                   "json: cannot unmarshal object",
 		`not json`:                                                "invalid character",
 	} {

@@ -1,0 +1,349 @@
+package quarantine
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Headroom is what a task message may hold beyond its payload (type, ID,
+// queue, options, headers) before the guard archives it unread: the msg
+// size limit is worker.max_payload_bytes plus Headroom. A task within the
+// limit whose payload alone exceeds worker.max_payload_bytes is archived by
+// the worker's middleware after it is dequeued.
+const Headroom = 64 << 10
+
+// MinTransferRate is the slowest rate, in bytes per second, at which the
+// queue pool's timeouts let the largest allowed message cross: 8 MiB/s, a
+// loaded shared link (loopback on a loaded 2-core machine moved 20 MiB in
+// 81 ms). TransferAllowance is what the queue pool adds to
+// redis.read_timeout and redis.write_timeout.
+const MinTransferRate = 8 << 20
+
+// TransferAllowance is the time the largest allowed message (msgLimit
+// bytes) needs at MinTransferRate, rounded up to a millisecond.
+func TransferAllowance(msgLimit int64) time.Duration {
+	d := time.Duration(msgLimit) * time.Second / MinTransferRate
+	return d.Round(time.Millisecond) + time.Millisecond
+}
+
+// QueueAllowance is what the clients of asynq's scripts add to their read
+// and write timeouts for a payload bound: the time the largest allowed
+// message needs at MinTransferRate.
+func QueueAllowance(maxPayloadBytes int) time.Duration {
+	return TransferAllowance(MsgLimit(maxPayloadBytes))
+}
+
+// MsgLimit is the msg size limit for a payload bound.
+func MsgLimit(maxPayloadBytes int) int64 { return int64(maxPayloadBytes) + Headroom }
+
+// asynq v0.26.0's archive limits (internal/rdb): the archive keeps tasks 90
+// days and at most 10,000 of them; stats keys live 90 days.
+const (
+	archiveDays    = 90
+	maxArchiveSize = 10000
+	statsTTL       = 90 * 24 * time.Hour
+)
+
+// Options configure a Guard.
+type Options struct {
+	// MaxPayloadBytes is worker.max_payload_bytes; 0 means 1 MiB.
+	MaxPayloadBytes int
+	// Logger receives one WARN line per task set aside or archived, with
+	// component=queue (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Guard guards asynq's servers against poison tasks. Its Client and Pipe
+// wrap the clients an asynq server runs on; its scan (Run, ScanQueue) finds
+// poison anywhere in a queue. It is safe for concurrent use.
+type Guard struct {
+	limit int64
+	log   *slog.Logger
+	now   func() time.Time
+	said  sync.Map
+
+	kick   chan struct{} // a scan is wanted now (a recovery failed)
+	mu     sync.Mutex
+	counts map[string]int64     // quarantined tasks by queue, as last read
+	totals map[[2]string]uint64 // tasks set aside or archived by queue and reason
+}
+
+// New returns a Guard.
+func New(opts Options) *Guard {
+	if opts.MaxPayloadBytes <= 0 {
+		opts.MaxPayloadBytes = 1 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Guard{
+		limit:  MsgLimit(opts.MaxPayloadBytes),
+		log:    opts.Logger.With("component", "queue"),
+		now:    time.Now,
+		kick:   make(chan struct{}, 1),
+		counts: map[string]int64{},
+		totals: map[[2]string]uint64{},
+	}
+}
+
+// Limit is the msg size limit in bytes.
+func (g *Guard) Limit() int64 { return g.limit }
+
+// Client wraps c, an asynq server's client: asynq's dequeue and its listing
+// of lease-expired tasks run as guarded scripts; every other command
+// passes through.
+func (g *Guard) Client(c redis.UniversalClient) redis.UniversalClient {
+	return &guardedClient{UniversalClient: c, g: g}
+}
+
+// Pipe wraps an autopipeliner the same way; nil stays nil.
+func (g *Guard) Pipe(c redis.Cmdable) redis.Cmdable {
+	if c == nil {
+		return nil
+	}
+	return &guardedPipe{Cmdable: c, g: g}
+}
+
+type guardedClient struct {
+	redis.UniversalClient
+	g *Guard
+}
+
+func (c *guardedClient) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	return c.g.run(ctx, c.UniversalClient, sha, keys, args, func() *redis.Cmd {
+		return c.UniversalClient.EvalSha(ctx, sha, keys, args...)
+	})
+}
+
+func (c *guardedClient) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return c.g.run(ctx, c.UniversalClient, scriptSHA(script), keys, args, func() *redis.Cmd {
+		return c.UniversalClient.Eval(ctx, script, keys, args...)
+	})
+}
+
+type guardedPipe struct {
+	redis.Cmdable
+	g *Guard
+}
+
+func (c *guardedPipe) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	return c.g.run(ctx, c.Cmdable, sha, keys, args, func() *redis.Cmd { return c.Cmdable.EvalSha(ctx, sha, keys, args...) })
+}
+
+func (c *guardedPipe) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return c.g.run(ctx, c.Cmdable, scriptSHA(script), keys, args, func() *redis.Cmd {
+		return c.Cmdable.Eval(ctx, script, keys, args...)
+	})
+}
+
+// run runs the guarded form of the script sha on c when there is one, else
+// passes the call through.
+func (g *Guard) run(ctx context.Context, c scripter, sha string, keys []string, args []any, pass func() *redis.Cmd) *redis.Cmd {
+	if cmd, ok := g.intercept(ctx, c, sha, keys, args); ok {
+		return cmd
+	}
+	return pass()
+}
+
+func scriptSHA(script string) string {
+	sum := sha1.Sum([]byte(script))
+	return hex.EncodeToString(sum[:])
+}
+
+// scripter is what go-redis' Script.Run needs.
+type scripter interface {
+	Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd
+	EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd
+	EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd
+	EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd
+	ScriptExists(ctx context.Context, hashes ...string) *redis.BoolSliceCmd
+	ScriptLoad(ctx context.Context, script string) *redis.StringCmd
+}
+
+// intercept runs the guarded form of asynq's dequeue or lease listing.
+func (g *Guard) intercept(ctx context.Context, c scripter, sha string, keys []string, args []any) (*redis.Cmd, bool) {
+	switch {
+	case sha == dequeueSHA && len(keys) == 4 && len(args) == 2:
+		return g.dequeue(ctx, c, keys, args), true
+	case sha == listLeaseExpiredSHA && len(keys) == 1 && len(args) == 2:
+		return g.listLeaseExpired(ctx, c, keys, args), true
+	case len(keys) == 4 && strings.HasSuffix(keys[0], "}:pending") && strings.HasSuffix(keys[1], "}:paused"):
+		g.once("sha", slog.LevelWarn, "queue guard: asynq's dequeue script is not the pinned v0.26.0 one; "+
+			"poison tasks are set aside by the periodic scan only", "sha", sha, "pinned", dequeueSHA)
+	}
+	return nil, false
+}
+
+// archiveArgs are the archive settings the scripts take (see archcfg).
+func (g *Guard) archiveArgs() []any {
+	now := g.now()
+	return []any{now.Unix(), now.UTC().Format("2006-01-02"), now.Add(statsTTL).Unix(),
+		now.AddDate(0, 0, -archiveDays).Unix(), maxArchiveSize}
+}
+
+// maxSetAsideRounds bounds the calls of one dequeue that only set tasks
+// aside (8 each) before asynq is told the queue is empty.
+const maxSetAsideRounds = 16
+
+func (g *Guard) dequeue(ctx context.Context, c scripter, keys []string, args []any) *redis.Cmd {
+	queue := queueOf(keys[0])
+	argv := append([]any{args[0], args[1], g.limit}, g.archiveArgs()...)
+	for range maxSetAsideRounds {
+		res, err := guardedDequeue.Run(ctx, c, keys, argv...).Slice()
+		if err != nil {
+			return errCmd(ctx, err)
+		}
+		if len(res) != 4 {
+			return errCmd(ctx, fmt.Errorf("queue guard: unexpected reply of the dequeue script: %d items", len(res)))
+		}
+		g.report(queue, ReasonOversized, "pending", res[2])
+		g.report(queue, ReasonMissing, "pending", res[3])
+		id, _ := res[0].(string)
+		msg, _ := res[1].(string)
+		if id == "" {
+			continue // set tasks aside; try again
+		}
+		if reason, detail := check([]byte(msg), id, queue); reason != "" {
+			g.setAside(ctx, c, queue, id, reason, detail, "pending", int64(len(msg)))
+			continue
+		}
+		return valCmd(ctx, msg)
+	}
+	return errCmd(ctx, redis.Nil)
+}
+
+func (g *Guard) listLeaseExpired(ctx context.Context, c scripter, keys []string, args []any) *redis.Cmd {
+	queue := queueOf(keys[0])
+	argv := append(append([]any{args[0], args[1], g.limit}, g.archiveArgs()...), g.limit)
+	res, err := guardedListLeaseExpired.Run(ctx, c, keys, argv...).Slice()
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			g.Kick() // the scan looks at what the listing could not
+		}
+		return errCmd(ctx, err)
+	}
+	if len(res) != 3 {
+		return errCmd(ctx, fmt.Errorf("queue guard: unexpected reply of the lease script: %d items", len(res)))
+	}
+	g.report(queue, ReasonOversized, "active", res[1])
+	g.report(queue, ReasonMissing, "active", res[2])
+	pairs, _ := res[0].([]any)
+	out := make([]any, 0, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		id, _ := pairs[i].(string)
+		msg, _ := pairs[i+1].(string)
+		if reason, detail := check([]byte(msg), id, queue); reason != "" {
+			g.setAside(ctx, c, queue, id, reason, detail, "active", int64(len(msg)))
+			continue
+		}
+		out = append(out, msg)
+	}
+	return valCmd(ctx, out)
+}
+
+// setAside moves one task to the quarantine, if its msg still has the
+// length seen, and reports it.
+func (g *Guard) setAside(ctx context.Context, c scripter, queue, id, reason, detail, from string, seen int64) bool {
+	n, err := moveAside.Run(ctx, c, []string{queuePrefix(queue)}, id, reason+": "+detail, g.now().Unix(), seen).Int()
+	if err != nil {
+		g.log.Warn("queue guard: could not set a poison task aside", "queue", queue, "task_id", id,
+			"reason", reason, "error", err)
+		return false
+	}
+	if n == 1 {
+		g.told(queue, reason, from, id, detail)
+	}
+	return n == 1
+}
+
+// report logs and counts the tasks a script set aside or archived.
+func (g *Guard) report(queue, reason, from string, ids any) {
+	list, _ := ids.([]any)
+	for _, v := range list {
+		if id, ok := v.(string); ok {
+			detail := "the hash has no msg"
+			if reason == ReasonOversized {
+				detail = fmt.Sprintf("msg larger than %d bytes", g.limit)
+			}
+			g.told(queue, reason, from, id, detail)
+		}
+	}
+}
+
+func (g *Guard) told(queue, reason, from, id, detail string) {
+	msg := "poison task set aside in the quarantine; list it with worker doctor"
+	g.mu.Lock()
+	if reason == ReasonOversized {
+		msg = "oversized task archived without being read"
+	} else {
+		g.counts[queue]++
+	}
+	g.totals[[2]string{queue, reason}]++
+	g.mu.Unlock()
+	g.log.Warn(msg, "queue", queue, "task_id", id, "reason", reason, "detail", detail, "state", from)
+}
+
+// Totals returns how many tasks this process set aside or archived, by
+// queue and reason ({queue, reason}).
+func (g *Guard) Totals() map[[2]string]uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[[2]string]uint64, len(g.totals))
+	for k, v := range g.totals {
+		out[k] = v
+	}
+	return out
+}
+
+// Kick asks the scan loop for a scan now; it never blocks.
+func (g *Guard) Kick() {
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (g *Guard) once(key string, level slog.Level, msg string, args ...any) {
+	if _, seen := g.said.LoadOrStore(key, true); !seen {
+		g.log.Log(context.Background(), level, msg, args...)
+	}
+}
+
+func valCmd(ctx context.Context, v any) *redis.Cmd {
+	cmd := redis.NewCmd(ctx)
+	cmd.SetVal(v)
+	return cmd
+}
+
+func errCmd(ctx context.Context, err error) *redis.Cmd {
+	cmd := redis.NewCmd(ctx)
+	cmd.SetErr(err)
+	return cmd
+}
+
+// queueOf returns q from asynq's key "asynq:{q}:...".
+func queueOf(key string) string {
+	start := strings.IndexByte(key, '{')
+	end := strings.Index(key, "}:")
+	if start < 0 || end < start {
+		return ""
+	}
+	return key[start+1 : end]
+}
+
+// queuePrefix is asynq's key prefix of queue q.
+func queuePrefix(q string) string { return "asynq:{" + q + "}:" }
+
+var (
+	_ redis.UniversalClient = (*guardedClient)(nil)
+	_ redis.Cmdable         = (*guardedPipe)(nil)
+)
