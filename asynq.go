@@ -2,7 +2,6 @@ package taskhost
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"strings"
@@ -13,22 +12,31 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskhost/taskhost/internal/quarantine"
+	"github.com/taskhost/taskhost/internal/schedule"
 	"github.com/taskhost/taskhost/internal/tracing"
 	"github.com/taskhost/taskhost/ratelimit"
 )
 
-// This file is the one place where asynq is wired: its server, scheduler,
-// inspector and mux, all on the queue client. Later work that multiplies
-// servers or hooks the client changes this file only.
+// This file is the one place where asynq is wired: its servers, inspector
+// and mux, and taskhost's scheduler (schedule.go) with its enqueue client,
+// all on the queue client. Later work that multiplies servers or hooks the
+// client changes this file only.
 
 // queue is asynq's side of the worker.
 type queue struct {
 	// servers are the fetchers (fetchers.go): asynq servers sharing the
 	// concurrency, the mux and the middleware.
-	servers   []*asynq.Server
-	scheduler *asynq.Scheduler
-	inspector *asynq.Inspector
-	mux       *asynq.ServeMux
+	servers []*asynq.Server
+	// scheduler enqueues periodic tasks once per tick across the fleet
+	// (internal/schedule); asynq's own Scheduler is not used.
+	scheduler *schedule.Scheduler
+	client    *asynq.Client // the scheduler's
+	// registry lists the scheduler's entries for asynq's tools
+	// (cronregistry.go); it runs only when there are entries.
+	registry        *cronRegistry
+	registryStarted bool
+	inspector       *asynq.Inspector
+	mux             *asynq.ServeMux
 	// release ends a subscriber's wait for Redis (see queueClient); asynq's
 	// server shutdown waits for the subscriber goroutine.
 	release func()
@@ -45,8 +53,8 @@ type queue struct {
 	fetchers []*fetchClient // one per server
 }
 
-// newQueue builds asynq's server, scheduler and inspector on rdb. None of
-// them closes rdb: asynq's …FromRedisClient constructors leave that to the
+// newQueue builds asynq's servers and inspector, and the scheduler, on rdb.
+// None of them closes rdb: asynq's …FromRedisClient constructors leave that to the
 // runtime, which closes it last.
 func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *tracing.Tracer) *queue {
 	alog := asynqLogger{l: log.With("component", "asynq")}
@@ -90,30 +98,26 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 	}
 	for i, c := range serverConfigs(base, w.Fetchers, q.hub != nil) {
 		fc := newFetchClient(q.guard.Client(rdb), q.hub, q.guard.Pipe(pipe), q.halt, queues, notifyWait, log.With("component", "queue"))
+		fc.syncBound, fc.await = syncBound(cfg.Redis), await
 		if i > 0 {
 			fc.idle = notifyWaitExtra
 			fc.standby = standbyWhileDown(ready, await)
+			fc.notRecoverer = true // one recoverer per process: see recoverer.go
 		}
 		q.fetchers = append(q.fetchers, fc)
 		q.servers = append(q.servers, asynq.NewServerFromRedisClient(fc, c))
 	}
-	sopts := &asynq.SchedulerOpts{
-		Logger:   alog,
-		LogLevel: level,
-		Location: time.UTC,
-		PostEnqueueFunc: func(info *asynq.TaskInfo, err error) {
-			if err != nil && !errors.Is(err, asynq.ErrDuplicateTask) {
-				log.Warn("scheduled enqueue failed", "component", "scheduler", "error", err)
-			}
-		},
+	q.client = asynq.NewClientFromRedisClient(rdb)
+	enqueue := recordEnqueues(rdb, q.client.EnqueueContext) // cronregistry.go
+	if tr != nil {                                          // tracing.go: a span per tick
+		enqueue = traceScheduled(tr, enqueue)
 	}
-	if tr != nil { // tracing.go: a span per tick
-		st, logFailure := newScheduleTracer(tr), sopts.PostEnqueueFunc
-		sopts.PreEnqueueFunc = st.pre
-		sopts.PostEnqueueFunc = func(info *asynq.TaskInfo, err error) { st.post(info, err); logFailure(info, err) }
-		sopts.EnqueueErrorHandler = st.failed
-	}
-	q.scheduler = asynq.NewSchedulerFromRedisClient(rdb, sopts)
+	q.scheduler = schedule.New(schedule.Options{
+		Enqueue: enqueue,
+		Wait:    await,
+		Logger:  log,
+	})
+	q.registry = newCronRegistry(rdb, q.scheduler.Status, log.With("component", "scheduler"))
 	q.inspector = asynq.NewInspectorFromRedisClient(rdb)
 	q.scan = func() { q.startScan(rdb, queues, ready) }
 	return q
@@ -148,9 +152,10 @@ func (q *queue) start(handler asynq.Handler) error {
 			return err
 		}
 	}
-	if err := q.scheduler.Start(); err != nil {
-		q.shutdownServers(q.servers)
-		return err
+	q.scheduler.Start()
+	if q.scheduler.Len() > 0 {
+		q.registry.start()
+		q.registryStarted = true
 	}
 	q.scan()
 	return nil
@@ -165,10 +170,12 @@ func (q *queue) stopFetching() {
 
 // shutdown stops the scheduler, then the servers: fetching first on all,
 // then each waits up to the shutdown timeout for its in-flight tasks and
-// requeues the rest, all at once.
+// requeues the rest, all at once. A tick the scheduler was retrying is left
+// to the other workers.
 func (q *queue) shutdown() {
 	q.release()
 	q.stopScan()
-	q.scheduler.Shutdown()
+	q.scheduler.Stop()
+	q.registry.shutdown(q.registryStarted)
 	q.shutdownServers(q.servers)
 }

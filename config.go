@@ -20,6 +20,7 @@ type Config struct {
 	Outbox    OutboxConfig              `koanf:"outbox"`
 	UI        UIConfig                  `koanf:"ui"`
 	Tracing   TracingConfig             `koanf:"tracing"`
+	Schedules map[string]ScheduleConfig `koanf:"schedules"` // config_schedules.go
 	Plugins   map[string]map[string]any `koanf:"plugins"`
 }
 
@@ -221,6 +222,7 @@ func DefaultConfig() Config {
 		RateLimit: RateLimitConfig{Limits: map[string]string{}, Tasks: map[string]string{}},
 		Outbox:    OutboxConfig{MaxTasks: 100000, MaxBytes: 64 << 20, DrainRate: 2000},
 		UI:        UIConfig{ReadOnly: true},
+		Schedules: map[string]ScheduleConfig{},
 		Plugins:   map[string]map[string]any{},
 	}
 }

@@ -29,8 +29,9 @@ func (c Config) checkPlugins(ctx context.Context, ps *config.Problems) []error {
 // own keys, the plugin IDs, and each plugin's section, which its Provision
 // and Validate decode and check (on a host of in-memory stand-ins; each
 // plugin is cleaned up). A config problem matches ErrInvalidConfig. Then the
-// runtime is built and released, as New would build it; the outbox file, if
-// any, is not opened.
+// runtime is built and released, as New would build it, after checking that
+// a plugin handles each schedules entry's type; the outbox file, if any, is
+// not opened.
 func CheckConfig(ctx context.Context, cfg Config) error {
 	ps := cfg.problems()
 	rest := cfg.checkPlugins(ctx, &ps)
@@ -42,7 +43,13 @@ func CheckConfig(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	return r.Stop(ctx) // never started: releases the clients
+	defer func() { _ = r.Stop(ctx) }() // never started: releases the clients
+	// A schedules entry needs a plugin that handles its type.
+	if err := r.plugins.ProvisionAll(ctx); err != nil {
+		return err
+	}
+	defer r.plugins.Cleanup()
+	return r.checkScheduleTypes()
 }
 
 // builtinPlugins are the plugins that ship with taskhost, and their -dev

@@ -13,7 +13,7 @@ import (
 
 // Redacted returns a deep copy of c in which every set secret reads "***":
 // redis.password, redis.sentinel_password, the password in redis.url,
-// ui.auth.password, ui.auth.token, and any plugin key whose name contains
+// ui.auth.password, ui.auth.token, every schedule's payload, and any plugin key whose name contains
 // "secret", "password", "token" or "key". An empty secret stays empty, so
 // that "not set" remains visible.
 func (c Config) Redacted() Config {
@@ -23,6 +23,7 @@ func (c Config) Redacted() Config {
 	out.RateLimit.Limits = maps.Clone(c.RateLimit.Limits)
 	out.RateLimit.Tasks = maps.Clone(c.RateLimit.Tasks)
 	out.UI.Auth = c.UI.Auth.redacted()
+	out.Schedules = redactedSchedules(c.Schedules)
 	if c.Plugins != nil {
 		out.Plugins = make(map[string]map[string]any, len(c.Plugins))
 		for id, sec := range c.Plugins {

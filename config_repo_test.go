@@ -65,9 +65,16 @@ func TestRepoConfigDocumentsEveryKey(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, full, 0o600))
 	cfg, err := LoadConfig(LoadOptions{Path: path, PathExplicit: true, Environ: noEnv})
 	require.NoError(t, err)
-	plugins := cfg.Plugins
-	cfg.Plugins = DefaultConfig().Plugins
+	plugins, schedules := cfg.Plugins, cfg.Schedules
+	cfg.Plugins, cfg.Schedules = DefaultConfig().Plugins, DefaultConfig().Schedules
 	require.Equal(t, DefaultConfig(), cfg)
+
+	three := 3
+	require.Equal(t, map[string]ScheduleConfig{"nightly_report": {
+		Cron: "0 3 * * *", Type: "webhook:deliver", Queue: "default",
+		Payload: `{"url": "https://example.com/hooks/nightly", "method": "POST"}`,
+		Options: ScheduleOptions{MaxRetry: &three, Timeout: 5 * time.Minute},
+	}}, schedules)
 
 	type webhook struct {
 		Timeout       time.Duration `koanf:"timeout"`

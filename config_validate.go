@@ -285,6 +285,7 @@ func (c Config) problems() config.Problems {
 			"expected room for a task of the largest allowed payload, which the outbox stores base64-encoded", c.Outbox.MaxBytes, p))
 	}
 	c.checkUI(k)
+	c.checkSchedules(k)
 	c.checkPprof(k)
 	return ps
 }
@@ -577,6 +578,9 @@ func isLoopback(addr string) bool {
 // formOf returns the form expected at key, whose Go type is t.
 func formOf(key string, t reflect.Type) string {
 	if f, ok := keyForms[key]; ok {
+		return f
+	}
+	if f := scheduleForm(key); f != "" {
 		return f
 	}
 	if b, ok := boundOf(key); ok {

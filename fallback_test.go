@@ -207,7 +207,7 @@ func TestGlobalLimitAcrossTwoRuntimes(t *testing.T) {
 		waitState(t, rt, 5*time.Second, "ready")
 		require.Eventually(t, func() bool { return rt.Limits().Backend() == ratelimit.BackendRedis },
 			5*time.Second, 5*time.Millisecond)
-		l, err := rt.Limits().Limiter("qs-global", "100-S")
+		l, err := rt.Limits().Limiter("qs-global", "30-S")
 		require.NoError(t, err)
 		lims = append(lims, l)
 	}
@@ -243,8 +243,8 @@ func TestGlobalLimitAcrossTwoRuntimes(t *testing.T) {
 	wg.Wait()
 	a, b := admitted[0].Load(), admitted[1].Load()
 	t.Logf("one window: runtime A admitted %d, runtime B %d, together %d of %d checks", a, b, a+b, calls.Load()+1)
-	require.Greater(t, calls.Load(), int64(300), "too few checks to test the limit")
-	require.InDelta(t, 100, a+b, 10)
+	require.Greater(t, calls.Load(), int64(60), "too few checks to test the limit")
+	require.InDelta(t, 30, a+b, 3)
 	require.Positive(t, a)
 	require.Positive(t, b)
 }

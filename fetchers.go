@@ -91,8 +91,9 @@ func parallel(servers []*asynq.Server, fn func(*asynq.Server)) {
 // command through, except that it watches the dequeue script to wait for a
 // wake-up when a round over all queues comes back empty (see wakeup.go;
 // without a hub it does not), holds an extra fetcher's dequeues while Redis
-// is down, and sends asynq's other scripts through the autopipeliner when
-// there is one.
+// is down, sends asynq's other scripts through the autopipeliner when there
+// is one, answers the recoverer of an extra fetcher with nothing to do, and
+// lets asynq's syncer retry a completion after an outage (recoverer.go).
 type fetchClient struct {
 	redis.UniversalClient
 	hub  *wakeHub
@@ -109,6 +110,15 @@ type fetchClient struct {
 	// is not ready (until ready or halt), so that during an outage only the
 	// first fetcher keeps trying, as a single asynq server would.
 	standby func(halt <-chan struct{})
+	// notRecoverer, set on the extra fetchers, answers asynq's recoverer
+	// with nothing to recover (recoverer.go).
+	notRecoverer bool
+	// syncBound bounds each retry of a completion (recoverer.go); 0 turns
+	// the retries off, leaving asynq's behaviour.
+	syncBound time.Duration
+	// await, when set, waits until Redis is ready (true) or ctx ends; the
+	// retries of a completion use it to go again as soon as Redis is back.
+	await func(ctx context.Context) bool
 
 	// The rest is used only by asynq's processor goroutine, the one caller
 	// of the dequeue script.
@@ -172,13 +182,23 @@ func autoPipeliner(c redis.UniversalClient, log *slog.Logger) redis.Cmdable {
 }
 
 // EvalSha runs the script; a dequeue that finds every queue empty waits for
-// a wake-up first.
+// a wake-up first. The recoverer's scripts and completions are corrected as
+// recoverer.go says.
 func (f *fetchClient) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
 	if !f.isDequeue(sha, keys) {
-		if f.pipe != nil {
-			return f.pipe.EvalSha(ctx, sha, keys, args...)
+		if cmd := f.skipRecovery(ctx, sha); cmd != nil {
+			return cmd
 		}
-		return f.UniversalClient.EvalSha(ctx, sha, keys, args...)
+		run := func(ctx context.Context) *redis.Cmd {
+			if f.pipe != nil {
+				return f.pipe.EvalSha(ctx, sha, keys, args...)
+			}
+			return f.UniversalClient.EvalSha(ctx, sha, keys, args...)
+		}
+		if completionScripts[sha] {
+			return f.completion(ctx, run)
+		}
+		return run(ctx)
 	}
 	if f.standby != nil {
 		f.standby(f.halt)
@@ -192,8 +212,17 @@ func (f *fetchClient) EvalSha(ctx context.Context, sha string, keys []string, ar
 
 // Eval is EvalSha's fallback after NOSCRIPT (a restarted Redis).
 func (f *fetchClient) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	sha := scriptSHA(script)
+	if cmd := f.skipRecovery(ctx, sha); cmd != nil {
+		return cmd
+	}
+	if completionScripts[sha] {
+		return f.completion(ctx, func(ctx context.Context) *redis.Cmd {
+			return f.UniversalClient.Eval(ctx, script, keys, args...)
+		})
+	}
 	cmd := f.UniversalClient.Eval(ctx, script, keys, args...)
-	if f.hub == nil || !dequeueShaped(keys) || !f.isDequeue(scriptSHA(script), keys) {
+	if f.hub == nil || !dequeueShaped(keys) || !f.isDequeue(sha, keys) {
 		return cmd
 	}
 	return f.observe(ctx, cmd, dequeueCall{script: script, keys: keys, args: args})

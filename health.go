@@ -58,6 +58,7 @@ func (r *Runtime) registerObservability() error {
 			return 0
 		}),
 		m.RegisterQueues(r.queue.inspector, r.cfg.Health.Timeout/2),
+		m.RegisterSchedules(r.scheduleStats),
 		r.checks.Add(healthcheck.Check{Name: outboxCheck, Run: r.checkOutbox}),
 		r.registerHandlersCheck(),
 		r.registerQuarantine(),
@@ -104,6 +105,8 @@ func (r *Runtime) healthHandler() http.Handler {
 			Redis:      whenReady(r, healthcheck.InfoFunc(r.rdb)),
 			Queues:     whenReady(r, healthcheck.QueuesFunc(r.queue.inspector)),
 			Fallbacks:  func(context.Context) ([]healthcheck.Fallback, error) { return r.fallbacks(), nil },
+			Fleet:      whenReady(r, r.fleet),
+			Schedules:  r.schedules,
 			Warnings:   r.quarantineWarnings,
 			Config:     func(context.Context) (healthcheck.ConfigInfo, error) { return r.rl.info(), nil },
 		},

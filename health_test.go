@@ -188,7 +188,7 @@ func TestHealthReportThroughKillRestart(t *testing.T) {
 	require.Equal(t, healthcheck.CheckOK, h5Check(t, rep, "runtime.outbox").Status)
 
 	s.Kill()
-	h5WaitStatus(t, base+"/readyz", http.StatusServiceUnavailable, 2*time.Second)
+	h5WaitStatus(t, base+"/readyz", http.StatusServiceUnavailable, 10*time.Second)
 	_, err = rt.Client().Enqueue(asynq.NewTask("t5:held", nil), asynq.Queue("t5-parked")) // no handler: not served
 	require.NoError(t, err)
 	code, rep, _ = h5Report(t, base)
@@ -200,7 +200,7 @@ func TestHealthReportThroughKillRestart(t *testing.T) {
 		f := h5Fallback(t, rep, c)
 		require.True(t, f.Active, c)
 		require.NotNil(t, f.Since, c)
-		require.WithinDuration(t, time.Now(), *f.Since, 3*time.Second, c)
+		require.WithinDuration(t, time.Now(), *f.Since, 15*time.Second, c)
 	}
 	ob := h5Fallback(t, rep, "outbox")
 	require.True(t, ob.Active)
@@ -211,7 +211,7 @@ func TestHealthReportThroughKillRestart(t *testing.T) {
 	}
 
 	s.MustRestart(t)
-	h5WaitStatus(t, base+"/readyz", http.StatusOK, 3*time.Second)
+	h5WaitStatus(t, base+"/readyz", http.StatusOK, 15*time.Second)
 	h5WaitOK(t, base)
 	_, rep, _ = h5Report(t, base)
 	require.Empty(t, rep.Connection.LastError)

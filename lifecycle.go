@@ -68,6 +68,9 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 		return err
 	}
 	undo = append(undo, r.plugins.Cleanup)
+	if err := r.checkScheduleTypes(); err != nil {
+		return err
+	}
 	r.warnHandlers()
 
 	// 5. Health server.
@@ -80,7 +83,7 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 	}
 	undo = append(undo, func() { r.stopUI(context.Background()) })
 
-	// 6 and 7. asynq server, then scheduler.
+	// 6 and 7. asynq server, then scheduler (taskhost's: schedule.go).
 	if err := r.queue.start(r.handler()); err != nil {
 		return fmt.Errorf("start queue server: %w", err)
 	}

@@ -109,6 +109,10 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 	r.metrics = metrics.New()
 	r.tasks.next = r.metrics
 	r.queue = newQueue(r.qrdb, cfg, slog.New(r.fold.handler(log.Handler())), r.tracer)
+	if err := r.addConfigSchedules(); err != nil {
+		r.closeEarly()
+		return nil, err
+	}
 
 	var store outbox.Store
 	if cfg.Outbox.Path != "" {

@@ -2,11 +2,11 @@ package taskhost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/taskhost/taskhost/internal/outbox"
+	"github.com/taskhost/taskhost/internal/schedule"
 	"github.com/taskhost/taskhost/internal/tracing"
 )
 
@@ -119,79 +120,27 @@ func traceMiddleware(tr *tracing.Tracer) asynq.MiddlewareFunc {
 	}
 }
 
-// scheduleTracer traces the scheduler's enqueues through asynq's hooks: a
-// tick starts a trace of its own whose context goes into the task's
-// headers. Host.Schedule gives each entry a private copy of its task with a
-// headers map, which pre writes; a per-task lock, held from pre to the
-// result, keeps two overlapping ticks of one entry from writing it at once.
-type scheduleTracer struct {
-	tr    *tracing.Tracer
-	locks sync.Map // *asynq.Task -> *sync.Mutex
-
-	mu    sync.Mutex
-	spans map[string]scheduledSpan // by the traceparent written into the headers
-}
-
-type scheduledSpan struct {
-	span trace.Span
-	lock *sync.Mutex
-}
-
-func newScheduleTracer(tr *tracing.Tracer) *scheduleTracer {
-	return &scheduleTracer{tr: tr, spans: map[string]scheduledSpan{}}
-}
-
-func (s *scheduleTracer) pre(task *asynq.Task, opts []asynq.Option) {
-	h := task.Headers()
-	if h == nil {
-		return // not registered through Host.Schedule
+// traceScheduled traces the scheduler's enqueues: each attempt at a tick
+// starts a trace of its own, "send <queue>", whose context goes into a copy
+// of the task's headers, so the handler's span is its child. A tick that
+// another worker enqueued first (ErrTaskIDConflict) or that a uniqueness
+// lock refused is not a failure: its span ends without an error.
+func traceScheduled(tr *tracing.Tracer, enqueue schedule.Enqueuer) schedule.Enqueuer {
+	return func(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+		h := make(map[string]string, len(task.Headers())+2)
+		maps.Copy(h, task.Headers())
+		ctx, span := tr.StartSend(ctx, tracing.SourceSchedule, task.Type(), outbox.QueueOf(task, opts), "", h)
+		info, err := enqueue(ctx, outbox.WithHeaders(task, h), opts...)
+		id, spanErr := "", err
+		if info != nil {
+			id = info.ID
+		}
+		if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
+			spanErr = nil
+		}
+		tracing.EndSend(span, id, false, spanErr)
+		return info, err
 	}
-	l, _ := s.locks.LoadOrStore(task, new(sync.Mutex))
-	lock := l.(*sync.Mutex)
-	lock.Lock()
-	_, span := s.tr.StartSend(context.Background(), tracing.SourceSchedule, task.Type(), outbox.QueueOf(task, opts), "", h)
-	s.mu.Lock()
-	s.spans[h[tracing.HeaderTraceparent]] = scheduledSpan{span: span, lock: lock}
-	s.mu.Unlock()
-}
-
-// end ends the span whose context headers carry.
-func (s *scheduleTracer) end(headers map[string]string, id string, err error) {
-	key := headers[tracing.HeaderTraceparent]
-	s.mu.Lock()
-	e, ok := s.spans[key]
-	delete(s.spans, key)
-	s.mu.Unlock()
-	if !ok {
-		return
-	}
-	tracing.EndSend(e.span, id, false, err)
-	e.lock.Unlock()
-}
-
-// post ends a successful tick's span; a failed one ends in failed, which
-// asynq calls after post with the task.
-func (s *scheduleTracer) post(info *asynq.TaskInfo, err error) {
-	if err == nil && info != nil {
-		s.end(info.Headers, info.ID, nil)
-	}
-}
-
-func (s *scheduleTracer) failed(task *asynq.Task, _ []asynq.Option, err error) {
-	if h := task.Headers(); h != nil {
-		s.end(h, "", err)
-	}
-}
-
-// scheduled returns the task to register with the scheduler: with tracing
-// on, a copy with a headers map of its own for scheduleTracer to write.
-func (r *Runtime) scheduled(task *asynq.Task) *asynq.Task {
-	if r.tracer == nil {
-		return task
-	}
-	h := make(map[string]string, len(task.Headers())+2)
-	maps.Copy(h, task.Headers())
-	return outbox.WithHeaders(task, h)
 }
 
 // traceLogger wraps log so that lines logged in a traced context carry

@@ -121,6 +121,28 @@ func (h *Handler) Report(ctx context.Context) Report {
 			}
 		})
 	}
+	if full && src.Fleet != nil {
+		run(func() {
+			o := h.fleet.do(ctx, h.budget(), src.Fleet)
+			record(sourceResult("fleet", o))
+			if o.err == nil {
+				f := o.val
+				rep.Fleet = &f
+			}
+		})
+	}
+	if src.Schedules != nil {
+		run(func() {
+			o := h.schedules.do(ctx, h.budget(), src.Schedules)
+			record(sourceResult("schedules", o))
+			if o.err == nil && len(o.val) > 0 {
+				rep.Schedules = append([]Schedule{}, o.val...)
+				for i := range rep.Schedules {
+					rep.Schedules[i].LastError = Redact(rep.Schedules[i].LastError)
+				}
+			}
+		})
+	}
 	wg.Wait()
 
 	now := time.Now()
@@ -175,6 +197,9 @@ func (h *Handler) strip(rep *Report) {
 	}
 	for i := range rep.Sources {
 		rep.Sources[i].Error = ""
+	}
+	for i := range rep.Schedules {
+		rep.Schedules[i].LastError = ""
 	}
 }
 

@@ -61,6 +61,15 @@ func exampleReport(t *testing.T) healthcheck.Report {
 					ProcessedToday: 153, FailedToday: 2, ProcessedTotal: 153, FailedTotal: 2},
 			}, nil
 		},
+		Fleet: func(context.Context) (healthcheck.Fleet, error) {
+			return healthcheck.Fleet{Role: "peer", Workers: 3, Servers: 12}, nil
+		},
+		Schedules: func(context.Context) ([]healthcheck.Schedule, error) {
+			next, last := checked.Add(30*time.Second), checked.Add(-30*time.Second)
+			return []healthcheck.Schedule{{Name: "plugins.canary.canary:tick", Spec: "@every 30s", Type: "canary:tick", Queue: "default",
+				NextRun: &next, LastRun: &last, LastResult: "duplicate",
+				Ticks: map[string]uint64{"enqueued": 41, "duplicate": 80, "unique_locked": 0, "missed": 6}}}, nil
+		},
 		Fallbacks: func(context.Context) ([]healthcheck.Fallback, error) {
 			return []healthcheck.Fallback{
 				{Component: "cache", Active: false, Depth: 0, Since: &back},
@@ -86,7 +95,7 @@ func exampleReport(t *testing.T) healthcheck.Report {
 		rep.Checks[i].DurationMS = []float64{0.04, 0.01}[i]
 	}
 	for i := range rep.Sources {
-		rep.Sources[i].DurationMS = []float64{0.01, 0.01, 0.02, 0.31, 1.62, 0.01, 0.74}[i]
+		rep.Sources[i].DurationMS = []float64{0.01, 0.01, 0.02, 0.48, 0.31, 1.62, 0.01, 0.74, 0.01}[i]
 	}
 	return rep
 }

@@ -58,6 +58,8 @@ type Handler struct {
 	redis      flight[RedisInfo]
 	queues     flight[[]Queue]
 	fallbacks  flight[[]Fallback]
+	fleet      flight[Fleet]
+	schedules  flight[[]Schedule]
 	warnings   flight[[]string]
 	config     flight[ConfigInfo]
 

@@ -66,6 +66,10 @@ type Report struct {
 	// Queues is left out at DetailMinimal, or when its source failed.
 	Queues    []Queue    `json:"queues,omitempty"`
 	Fallbacks []Fallback `json:"fallbacks"`
+	// Fleet is left out at DetailMinimal, or when its source failed.
+	Fleet *Fleet `json:"fleet,omitempty"`
+	// Schedules are the periodic tasks; absent when there are none.
+	Schedules []Schedule `json:"schedules,omitempty"`
 	// Config is the running configuration's generation; omitted when the
 	// runtime gave none.
 	Config *ConfigInfo   `json:"config,omitempty"`
@@ -84,7 +88,7 @@ type RedisReport struct {
 
 // SourceResult is the outcome of collecting one report section.
 type SourceResult struct {
-	// Name is ready, connection, ping, redis, queues or fallbacks.
+	// Name is ready, connection, ping, redis, queues, fallbacks, fleet or schedules.
 	Name       string      `json:"name"`
 	Status     CheckStatus `json:"status"`
 	Error      string      `json:"error,omitempty"`

@@ -19,11 +19,50 @@ type Source struct {
 	Redis      func(ctx context.Context) (RedisInfo, error)
 	Queues     func(ctx context.Context) ([]Queue, error)
 	Fallbacks  func(ctx context.Context) ([]Fallback, error)
+	// Fleet is this worker's role and the live workers on its Redis; it
+	// reads Redis and is skipped at DetailMinimal.
+	Fleet func(ctx context.Context) (Fleet, error)
+	// Schedules are the periodic tasks, from memory.
+	Schedules func(ctx context.Context) ([]Schedule, error)
 	// Warnings adds facts an operator must see that do not change the
 	// status, such as tasks in a quarantine; it should read memory only.
 	Warnings func(ctx context.Context) ([]string, error)
 	// Config says which generation of the configuration runs; memory only.
 	Config func(ctx context.Context) (ConfigInfo, error)
+}
+
+// Fleet is what a worker knows of the workers sharing its Redis.
+type Fleet struct {
+	// Role is this worker's role: "peer" in taskhost, where every worker
+	// runs the scheduler and recovers expired leases, and none leads.
+	Role string `json:"role"`
+	// Workers is the number of live worker processes: asynq servers with a
+	// fresh heartbeat, counted once per host and PID.
+	Workers int `json:"workers"`
+	// Servers is the number of those asynq servers; a taskhost worker runs
+	// worker.fetchers of them.
+	Servers int `json:"servers"`
+}
+
+// Schedule is one periodic task of the scheduler.
+type Schedule struct {
+	// Name is schedules.<name> or plugins.<id>.<task type>.
+	Name  string `json:"name"`
+	Spec  string `json:"spec"`
+	Type  string `json:"type"`
+	Queue string `json:"queue"`
+	// NextRun is the next tick; absent when there is none.
+	NextRun *time.Time `json:"next_run,omitempty"`
+	// LastRun is the last tick known to be in Redis, enqueued by this
+	// worker or another; absent before the first.
+	LastRun *time.Time `json:"last_run,omitempty"`
+	// LastResult is how this worker's last tick went: enqueued, duplicate
+	// (another worker had enqueued it), unique_locked or missed.
+	LastResult string `json:"last_result,omitempty"`
+	// LastError is the error of a missed tick, redacted; left out at DetailMinimal.
+	LastError string `json:"last_error,omitempty"`
+	// Ticks counts this worker's ticks by result.
+	Ticks map[string]uint64 `json:"ticks"`
 }
 
 // ConfigInfo is the config section: which configuration the worker runs,

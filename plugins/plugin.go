@@ -71,9 +71,13 @@ type Host interface {
 	// enqueue` apply them; a plain asynq client does not. Any other option
 	// makes provisioning fail.
 	TaskDefaults(taskType string, opts ...asynq.Option)
-	// Schedule enqueues task on cronspec through the shared scheduler, with
-	// the task type's defaults. A bad spec is a config error: wrap it in a
-	// ConfigError to name the key it came from.
+	// Schedule enqueues task on cronspec (five fields in UTC, or a
+	// descriptor such as @hourly or @every 1m) once per tick across every
+	// worker on the same Redis: each worker enqueues each tick under a task
+	// ID derived from the tick, and Redis keeps the first. The entry ID is
+	// plugins.<id>.<task type>. The scheduler sets the task ID, so a TaskID
+	// option is refused; an asynq.Unique TTL must be shorter than the gap
+	// between ticks. See docs/plugins.md.
 	Schedule(cronspec string, task *asynq.Task, opts ...asynq.Option) (entryID string, err error)
 	// Cache is the shared cache, namespaced to the plugin.
 	Cache() cache.Store

@@ -119,6 +119,9 @@ func TestChaos(t *testing.T) {
 	h.logDetails(p, dups, poller, drainedAfter, time.Since(begin))
 
 	require.Zero(t, lost, "tasks never executed, e.g. %v; queue %s", h.recorder.missing(ids, 20), qinfo)
+	for _, d := range dups { // an outage longer than the lease is causeRedisKillLease
+		require.NotEqual(t, causeRedisKill, d.cause, "%s: a completion that failed in an outage was not redone", d.dup.id)
+	}
 	require.True(t, drained, "the queue did not drain within %s of the last fault: %s", p.drainWithin, qinfo)
 	q, err := h.queueInfo()
 	require.NoError(t, err)

@@ -23,5 +23,7 @@ var prof = profile{
 	outages:     [3]time.Duration{time.Second, 2 * time.Second, 5 * time.Second},
 	workerDown:  time.Second,
 
+	fleetRun: 20 * time.Second,
+
 	drainWithin: 150 * time.Second,
 }

@@ -21,5 +21,7 @@ var prof = profile{
 	outages:     [3]time.Duration{time.Second, 5 * time.Second, 35 * time.Second},
 	workerDown:  2 * time.Second,
 
+	fleetRun: 60 * time.Second,
+
 	drainWithin: 180 * time.Second,
 }

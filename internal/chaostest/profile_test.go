@@ -16,6 +16,9 @@ type profile struct {
 	outages                                                      [3]time.Duration
 	workerDown                                                   time.Duration // a SIGKILLed worker stays down this long
 
+	// fleetRun is how long TestFleetScheduleOncePerTick runs its schedules.
+	fleetRun time.Duration
+
 	// drainWithin bounds the wait, after the last fault and the producer's
 	// exit, for every task to be executed and the queue to be empty. It
 	// must exceed asynq's recovery of a crashed worker's tasks: the 30 s

@@ -186,6 +186,7 @@ const (
 	causeWorkerKill     = "worker SIGKILL while the task ran: the recoverer retried it once its lease expired"
 	causeWorkerKillAck  = "worker SIGKILL after the task finished but before asynq acknowledged it: the recoverer retried it once its lease expired"
 	causeRedisKill      = "redis SIGKILL: the completion ack failed in the outage and asynq's syncer did not redo it; the recoverer retried the task once its lease expired"
+	causeKillPendingAck = "worker SIGKILL during a redis outage, or within ackLanding of its end, with the completion ack that failed in the outage not yet redone; the recoverer retried the task once its lease expired"
 	causeRedisKillLease = "redis SIGKILL, outage longer than the lease: the completion ack failed and the lease expired; the recoverer retried the task"
 	causeWorkerTerm     = "worker SIGTERM: the task was requeued at shutdown"
 	causeOutboxReplay   = "outbox replay after the task had completed: Redis had taken the enqueue but its reply was lost to the kill, so the outbox held the task too (or the producer crashed before deleting a delivered task from its file), and asynq had deleted the completed task, so its ID no longer refused the replay"
@@ -198,6 +199,13 @@ const (
 // loaded machine: a finish this long before a fault may still have lost its
 // acknowledgement to it.
 const ackMargin = time.Second
+
+// ackLanding is how long after a Redis outage's end the acknowledgements
+// that failed in it may take to land: go-redis' pool, after PoolSize failed
+// dials, redials once a second in the background, and taskhost retries a
+// failed acknowledgement every 250 ms (recoverer.go). A worker killed within
+// it may take them along.
+const ackLanding = 2 * time.Second
 
 // attribute names the likely cause of dup, the execution after prev of the
 // same task. A retry (a higher retry count) means asynq never saw prev
@@ -213,6 +221,11 @@ func attribute(prev, dup attempt, ev evidence) string {
 				if f.kind == faultRedisKill && !prev.end.Before(f.at.Add(-ackMargin)) && !prev.end.After(f.end) {
 					if f.end.Sub(f.at) > lease {
 						return causeRedisKillLease
+					}
+					for _, w := range faults {
+						if w.kind == faultWorkerKill && w.pid == prev.pid && !w.at.Before(prev.end) && !w.at.After(f.end.Add(ackLanding)) {
+							return causeKillPendingAck
+						}
 					}
 					return causeRedisKill
 				}

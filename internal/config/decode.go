@@ -140,6 +140,13 @@ func (d Decoder) decodeMap(key string, val any, fv reflect.Value) {
 		ekey := key + "." + name
 		ev := reflect.New(elem).Elem()
 		if raw := entries[name]; raw != nil {
+			if m, ok := raw.(map[string]any); ok && IsSection(elem) {
+				// A section per name (schedules.<name>): each key is
+				// checked and named on its own.
+				d.DecodeStruct(ekey, m, ev)
+				out.SetMapIndex(reflect.ValueOf(name).Convert(t.Key()), ev)
+				continue
+			}
 			if elem.Kind() == reflect.Map && elem.Key().Kind() == reflect.String {
 				if _, ok := raw.(map[string]any); !ok {
 					d.bad(ekey, raw, d.form(ekey, elem))

@@ -75,6 +75,11 @@ func IsSecretKey(key string) bool {
 	if strings.HasPrefix(key, PluginsKey+".") {
 		return IsSecretName(key[strings.LastIndex(key, ".")+1:])
 	}
+	// schedules.<name>.payload, and anything below it.
+	if rest, ok := strings.CutPrefix(key, "schedules."); ok {
+		_, field, _ := strings.Cut(rest, ".")
+		return field == "payload" || strings.HasPrefix(field, "payload.")
+	}
 	return false
 }
 

@@ -249,6 +249,9 @@ func TestDocsListEveryMetric(t *testing.T) {
 	m, _ := setup(t)
 	m.ObserveTask("t", "q", metrics.OutcomeSuccess, time.Millisecond)
 	require.NoError(t, m.RegisterQueues(stubInspector{}, 0))
+	require.NoError(t, m.RegisterSchedules(func() []metrics.ScheduleStat {
+		return []metrics.ScheduleStat{{Name: "schedules.s", Next: 2, LastRun: 1, Ticks: map[string]uint64{"enqueued": 1}}}
+	}))
 	require.NoError(t, m.RegisterQuarantine(func() map[string]int64 { return map[string]int64{"q": 2} },
 		func() map[[2]string]uint64 { return map[[2]string]uint64{{"q", "missing"}: 3} }))
 	_, fams := scrape(t, m.Gatherer())
@@ -267,4 +270,24 @@ func TestDocsListEveryMetric(t *testing.T) {
 		}
 	}
 	require.Empty(t, listed, "docs/health.md lists metrics that do not exist")
+}
+
+// The schedule series: one per entry, the timestamps only once known.
+func TestSchedules(t *testing.T) {
+	t.Parallel()
+	m, _ := setup(t)
+	require.NoError(t, m.RegisterSchedules(func() []metrics.ScheduleStat {
+		return []metrics.ScheduleStat{
+			{Name: "schedules.a", Next: 1700000060, LastRun: 1700000000, Ticks: map[string]uint64{"enqueued": 3, "duplicate": 5, "missed": 0}},
+			{Name: "plugins.p.t", Next: 1700000030, Ticks: map[string]uint64{"enqueued": 0}},
+		}
+	}))
+	_, fams := scrape(t, m.Gatherer())
+	require.Equal(t, 1700000060.0, value(t, fams, "taskhost_schedule_next_run_timestamp_seconds", map[string]string{"schedule": "schedules.a"}))
+	require.Equal(t, 1700000000.0, value(t, fams, "taskhost_schedule_last_run_timestamp_seconds", map[string]string{"schedule": "schedules.a"}))
+	require.Equal(t, 5.0, value(t, fams, "taskhost_schedule_ticks_total", map[string]string{"schedule": "schedules.a", "result": "duplicate"}))
+	require.Len(t, fams["taskhost_schedule_last_run_timestamp_seconds"].GetMetric(), 1, "no last run before the first")
+	problems, err := testutil.GatherAndLint(m.Gatherer())
+	require.NoError(t, err)
+	require.Empty(t, problems)
 }

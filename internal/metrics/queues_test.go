@@ -88,7 +88,7 @@ func TestQueueCollectorDoesNotHangOnFrozenRedis(t *testing.T) {
 	for range 3 { // later scrapes join the read that is still hung
 		begin := time.Now()
 		_, fams = scrape(t, m.Gatherer())
-		require.Less(t, time.Since(begin), timeout+200*time.Millisecond, "a scrape waits at most the timeout")
+		require.Less(t, time.Since(begin), timeout+2*time.Second, "a scrape waits about the timeout, not for Redis (generous for a loaded machine)")
 		require.Equal(t, 0.0, value(t, fams, "taskhost_queue_stats_up", nil))
 		require.NotContains(t, fams, "taskhost_queue_size", "no stale queue series")
 		require.Contains(t, fams, "taskhost_tasks_in_flight", "the other metrics are still served")

@@ -45,7 +45,7 @@ func DryRun(ctx context.Context, sections map[string]map[string]any, limits map[
 		Logger:   slog.New(slog.DiscardHandler),
 		Sections: sections,
 		Mux:      asynq.NewServeMux(),
-		Schedule: func(string, string, *asynq.Task, ...asynq.Option) (string, error) { return "dry-run", nil },
+		Schedule: func(string, string, *asynq.Task, ...asynq.Option) error { return nil },
 		Cache: func(ns string) cache.Store {
 			if cache.ValidateNamespace(ns) != nil {
 				return mem.Namespace("invalid")

@@ -98,14 +98,14 @@ func (h *host) HandleFunc(taskType string, fn asynq.HandlerFunc) {
 }
 
 func (h *host) Schedule(cronspec string, task *asynq.Task, opts ...asynq.Option) (string, error) {
-	if err := ValidateSchedule("plugins."+h.id, cronspec, task); err != nil {
+	if err := ValidateSchedule("plugins."+h.id, cronspec, task, opts...); err != nil {
 		return "", err
 	}
-	id, err := h.set.deps.Schedule(h.id, cronspec, task, h.set.WithDefaults(task, opts)...)
-	if err != nil {
+	name := h.set.entryName(h.id, task.Type())
+	if err := h.set.deps.Schedule(name, cronspec, task, h.set.WithDefaults(task, opts)...); err != nil {
 		return "", fmt.Errorf("plugin %s: schedule %q for %s: %w", h.id, cronspec, task.Type(), err)
 	}
-	return id, nil
+	return name, nil
 }
 
 func (h *host) Cache() cache.Store { return h.set.deps.Cache(h.id) }

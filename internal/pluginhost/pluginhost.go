@@ -7,17 +7,19 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/robfig/cron/v3"
 	"github.com/ulule/limiter/v3"
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
 	"github.com/taskhost/taskhost/internal/config"
+	"github.com/taskhost/taskhost/internal/schedule"
 	"github.com/taskhost/taskhost/plugins"
 	"github.com/taskhost/taskhost/ratelimit"
 )
@@ -32,9 +34,11 @@ type Deps struct {
 	Sections map[string]map[string]any
 	// Mux receives the handlers.
 	Mux *asynq.ServeMux
-	// Schedule registers a periodic task for the plugin id; the host has
-	// checked the spec and the task.
-	Schedule func(id, cronspec string, task *asynq.Task, opts ...asynq.Option) (string, error)
+	// Schedule registers a periodic task under the entry name the host
+	// chose (plugins.<id>.<task type>, then #2, #3...; part of each tick's
+	// task ID, so the same on every worker); the host has checked the spec,
+	// the task and the options.
+	Schedule func(name, cronspec string, task *asynq.Task, opts ...asynq.Option) error
 	// Cache returns the cache namespace of a plugin.
 	Cache func(namespace string) cache.Store
 	// Limiter returns a limiter by its full name (<id>.<name>); the host
@@ -62,6 +66,7 @@ type Set struct {
 	handlers  map[string]string   // task type -> plugin ID
 	defaults  map[string]defaults // task type -> its default options
 	instances []*instance
+	entries   map[string]int // schedule entry base name -> entries so named
 }
 
 type instance struct {
@@ -73,7 +78,20 @@ type instance struct {
 
 // New returns an empty Set on deps.
 func New(deps Deps) *Set {
-	return &Set{deps: deps, handlers: map[string]string{}, defaults: map[string]defaults{}}
+	return &Set{deps: deps, handlers: map[string]string{}, entries: map[string]int{}, defaults: map[string]defaults{}}
+}
+
+// entryName names plugin id's next periodic task of taskType:
+// plugins.<id>.<type>, then plugins.<id>.<type>#2 and so on.
+func (s *Set) entryName(id, taskType string) string {
+	base := config.PluginsKey + "." + id + "." + taskType
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.entries[base]++
+	if n := s.entries[base]; n > 1 {
+		return base + "#" + strconv.Itoa(n)
+	}
+	return base
 }
 
 // ProvisionAll creates, provisions and validates each plugin with a section
@@ -291,11 +309,13 @@ func (s *Set) dropHandlers(id string) {
 	}
 }
 
-// ValidateSchedule checks a periodic task before it is registered: the spec
-// with the parser asynq's scheduler uses (five fields, or a descriptor such
-// as @every 1m or @daily), and a task with a type. The error names the
-// plugin and matches the config sentinel.
-func ValidateSchedule(key, cronspec string, task *asynq.Task) error {
+// ValidateSchedule checks a periodic task before it is registered, as the
+// runtime's scheduler does (schedule.Check): the spec with the parser
+// asynq's scheduler uses (five fields, or a descriptor such as @every 1m or
+// @daily), a task with a type, no TaskID option, and a uniqueness TTL
+// shorter than the gap between ticks. The error names key and matches the
+// config sentinel.
+func ValidateSchedule(key, cronspec string, task *asynq.Task, opts ...asynq.Option) error {
 	var ps config.Problems
 	switch {
 	case task == nil:
@@ -303,8 +323,8 @@ func ValidateSchedule(key, cronspec string, task *asynq.Task) error {
 	case task.Type() == "":
 		ps.Add(key, "Schedule with an empty task type")
 	default:
-		if _, err := cron.ParseStandard(cronspec); err != nil {
-			ps.Add(key, fmt.Sprintf("schedule %q for %s: %v (expected five cron fields or a descriptor such as @every 1m)", cronspec, task.Type(), err))
+		if err := schedule.Check(cronspec, task, opts, time.Now()); err != nil {
+			ps.Add(key, fmt.Sprintf("schedule %q for %s: %v", cronspec, task.Type(), err))
 		}
 	}
 	return ps.Err(nil)

@@ -18,7 +18,8 @@ import (
 // syncer, but the retry reuses a context that was already canceled, so it
 // never succeeds. The task stays active until its lease runs out and the
 // recoverer runs it again. If this test fails, asynq fixed it: update the
-// failover section of docs/scaling.md.
+// failover section of docs/scaling.md, and see whether the completion
+// retries of recoverer.go (which fix it in taskhost) are still needed.
 func TestAsynqCompletionFailedDuringOutageIsNotResynced(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t)

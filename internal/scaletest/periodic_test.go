@@ -17,8 +17,9 @@ import (
 	"github.com/taskhost/taskhost/internal/redistest"
 )
 
-// TestPeriodicDedupAcrossSchedulers backs the advice on periodic tasks in
-// docs/scaling.md. Two asynq schedulers (two workers) register the same
+// TestPeriodicDedupAcrossSchedulers shows, on asynq's own scheduler, the
+// mechanism that taskhost's scheduler (internal/schedule) is built on; see
+// "Periodic tasks" in docs/scaling.md. Two asynq schedulers (two workers) register the same
 // "@every 2s" entries, started 1 s apart, as workers on different
 // machines would be; robfig/cron's @every counts from each process's start,
 // so their ticks do not coincide.

@@ -17,8 +17,8 @@
 //     (or at the end of the test after a success);
 //   - handlers are served through an asynq.ServeMux, and a task type that
 //     is registered twice makes Provision fail;
-//   - Schedule checks the cron spec with the parser asynq's scheduler uses,
-//     and records the entry instead of running it;
+//   - Schedule checks the cron spec and the options as the runtime's
+//     scheduler does, and records the entry instead of running it;
 //   - the logger carries component=plugin and plugin=<id>; its output is kept
 //     for Logs, and printed when the test fails;
 //   - Cache is an in-memory cache.Store unless Options.Cache gives one;

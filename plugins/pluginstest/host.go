@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -310,14 +309,14 @@ func (h *Host) Provision(ctx context.Context, p plugins.Plugin) error {
 	return nil
 }
 
-// schedule records a periodic task; the host has checked the spec with the
-// parser asynq's scheduler uses. The task is never enqueued.
-func (h *Host) schedule(_, cronspec string, task *asynq.Task, opts ...asynq.Option) (string, error) {
+// schedule records a periodic task under the entry name the runtime would
+// give it; the host has checked it as the runtime's scheduler does. The task
+// is never enqueued.
+func (h *Host) schedule(name, cronspec string, task *asynq.Task, opts ...asynq.Option) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	id := "entry-" + strconv.Itoa(len(h.schedules)+1)
-	h.schedules = append(h.schedules, Schedule{EntryID: id, Spec: cronspec, Task: task, Opts: opts})
-	return id, nil
+	h.schedules = append(h.schedules, Schedule{EntryID: name, Spec: cronspec, Task: task, Opts: opts})
+	return nil
 }
 
 // addCheck records a check that the registry accepted, under the name the

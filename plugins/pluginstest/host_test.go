@@ -137,11 +137,17 @@ func TestSchedule(t *testing.T) {
 	id2, err := h.Schedule("*/5 * * * *", task)
 	require.NoError(t, err)
 	require.NotEqual(t, id, id2)
+	require.Equal(t, "plugins.rec.rec:tick", id, "the entry ID the runtime gives, part of each tick's task ID")
+	require.Equal(t, id+"#2", id2)
 
 	_, err = h.Schedule("every minute", task)
 	require.ErrorContains(t, err, `schedule "every minute" for rec:tick`)
 	_, err = h.Schedule("* * * * * *", task) // six fields: asynq's parser refuses seconds
 	require.Error(t, err)
+	_, err = h.Schedule("@hourly", task, asynq.TaskID("mine")) // the scheduler sets each tick's ID
+	require.ErrorContains(t, err, "TaskID")
+	_, err = h.Schedule("@every 1m", task, asynq.Unique(time.Minute))
+	require.ErrorContains(t, err, "shortest gap")
 
 	s := h.Schedules()
 	require.Len(t, s, 2)

@@ -44,6 +44,9 @@ type Config struct {
 	// Work is how long each execution pretends to work before it records
 	// itself, so that some tasks are in flight when a process is killed.
 	Work time.Duration `koanf:"work"`
+	// Every, when set, schedules a chaos:record task (seq 0) on this cron
+	// spec through Host.Schedule.
+	Every string `koanf:"every"`
 }
 
 // Plugin records executions. The recorder is the test's observer, outside
@@ -79,6 +82,15 @@ func (p *Plugin) Provision(_ context.Context, h plugins.Host) error {
 		MaxRetries:   -1, // a retried RPUSH could record one execution twice
 	})
 	plugins.Handle(h, TaskType, p.record)
+	if p.cfg.Every != "" {
+		task, err := plugins.NewTask(TaskType, Args{})
+		if err != nil {
+			return err
+		}
+		if _, err := h.Schedule(p.cfg.Every, task, asynq.MaxRetry(0)); err != nil {
+			return &plugins.ConfigError{Key: "plugins.chaos.every", Err: err}
+		}
+	}
 	return nil
 }
 
