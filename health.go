@@ -61,6 +61,7 @@ func (r *Runtime) registerObservability() error {
 		m.RegisterQueues(r.queue.inspector, r.cfg.Health.Timeout/2),
 		m.RegisterSchedules(r.scheduleStats),
 		r.checks.Add(healthcheck.Check{Name: outboxCheck, Run: r.checkOutbox}),
+		r.registerHandlersCheck(),
 		r.registerQuarantine(),
 	}
 	return errors.Join(errs...)
@@ -315,6 +316,11 @@ func (r *Runtime) startHTTP() error {
 	return nil
 }
 
+// WorkerHeader is set on every answer of a worker's health listener, so
+// that `worker health` can tell a taskhost worker from another process that
+// listens on the address. Its value is the worker's version.
+const WorkerHeader = "X-Taskhost-Worker"
+
 // adminMux is the handler of the health listener: the health endpoints, and
 // the dashboard at /ui/ when it has no listener of its own.
 func (r *Runtime) adminMux() (http.Handler, error) {
@@ -325,7 +331,14 @@ func (r *Runtime) adminMux() (http.Handler, error) {
 	if err := r.mountUI(mux); err != nil {
 		return nil, err
 	}
-	return mux, nil
+	version := r.version
+	if version == "" {
+		version = "unknown"
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set(WorkerHeader, version)
+		mux.ServeHTTP(w, req)
+	}), nil
 }
 
 func (r *Runtime) stopHTTP(ctx context.Context) {

@@ -145,7 +145,7 @@ func TestHealthReportThroughKillRestart(t *testing.T) {
 	s := redistest.Start(t)
 	cfg := testConfig(t, s.Addr())
 	cfg.Log.Format, cfg.Log.Level = "json", "debug"
-	cfg.Plugins = map[string]map[string]any{"t5-svc": {}}
+	cfg.Plugins = map[string]map[string]any{"t5-svc": {}, "webhook": {}} // webhook: a worker with handlers
 	logs := &h5Log{}
 	rt, err := taskhost.New(cfg, taskhost.Options{Logger: taskhost.NewLogger(cfg.Log, logs), Version: "test"})
 	require.NoError(t, err)
@@ -196,7 +196,7 @@ func TestHealthReportThroughKillRestart(t *testing.T) {
 
 	s.Kill()
 	h5WaitStatus(t, base+"/readyz", http.StatusServiceUnavailable, 10*time.Second)
-	_, err = rt.Client().Enqueue(asynq.NewTask("t5:held", nil))
+	_, err = rt.Client().Enqueue(asynq.NewTask("t5:held", nil), asynq.Queue("t5-parked")) // no handler: not served
 	require.NoError(t, err)
 	code, rep, _ = h5Report(t, base)
 	require.NotEqual(t, health.StatusOK, rep.Status)
@@ -284,6 +284,7 @@ func TestHealthMinimalDetail(t *testing.T) {
 	s := redistest.Start(t)
 	cfg := testConfig(t, s.Addr())
 	cfg.Health.Detail = "minimal"
+	cfg.Plugins = map[string]map[string]any{"webhook": {}} // a worker with handlers
 	rt := startRuntime(t, cfg)
 	h5WaitOK(t, "http://"+rt.HealthAddr())
 	_, err := rt.Client().Enqueue(asynq.NewTask("t5:parked", nil), asynq.Queue("t5-minimal"))

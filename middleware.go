@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskhost/taskhost/internal/metrics"
 	"github.com/taskhost/taskhost/internal/outbox"
+	"github.com/taskhost/taskhost/internal/tasklog"
 	"github.com/taskhost/taskhost/ratelimit"
 )
 
@@ -74,7 +75,8 @@ func outcome(ctx context.Context, err error, panicked bool) string {
 }
 
 // observeMiddleware logs each task's id, type, queue, retry count, duration
-// and outcome, and reports it to obs. It sees panics as they unwind, before
+// and outcome, with the attributes its handler added (plugins.AnnotateTask),
+// and reports it to obs. It sees panics as they unwind, before
 // the recovery middleware outside it turns them into errors.
 func observeMiddleware(log *slog.Logger, obs taskObserver) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
@@ -83,6 +85,7 @@ func observeMiddleware(log *slog.Logger, obs taskObserver) asynq.MiddlewareFunc 
 			if obs != nil {
 				obs.TaskStarted()
 			}
+			ctx, note := tasklog.With(ctx, t.Type())
 			panicked := true
 			defer func() {
 				d := time.Since(start)
@@ -109,6 +112,7 @@ func observeMiddleware(log *slog.Logger, obs taskObserver) asynq.MiddlewareFunc 
 				attrs := []slog.Attr{slog.String("task_id", id), slog.String("type", t.Type()),
 					slog.String("queue", queue), slog.Int("retry", retried),
 					slog.Duration("duration", d), slog.String("outcome", out)}
+				attrs = append(attrs, note.Attrs()...) // plugins.AnnotateTask
 				if err != nil && out != metrics.OutcomePanic {
 					attrs = append(attrs, slog.String("error", err.Error()))
 				}

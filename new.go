@@ -3,6 +3,7 @@ package taskhost
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -76,10 +77,16 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 		_ = qraw.Close()
 		return nil, fmt.Errorf("%w: redis: %v", ErrInvalidConfig, err)
 	}
-	r.monitor = redisconn.NewMonitor(r.probe, redisconn.MonitorOptionsFrom(cfg.Redis.conn(), log))
+	// asynq's lines during an outage fold into the monitor's (outagelog.go).
+	r.fold = newOutageLog()
+	monOpts := redisconn.MonitorOptionsFrom(cfg.Redis.conn(), log)
+	monOpts.Annotate = r.fold.annotate
+	r.monitor = redisconn.NewMonitor(r.probe, monOpts)
 	// Failures and recoveries seen by either pool reach the monitor at once.
 	r.rdb.AddHook(r.monitor.Hook())
 	qraw.AddHook(r.monitor.Hook())
+	r.rdb.AddHook(r.fold.hook())
+	qraw.AddHook(r.fold.hook())
 	r.qrdb = newQueueClient(qraw, r.monitor.Ready, func(ctx context.Context) bool {
 		return r.monitor.Wait(ctx, redisconn.Ready) == nil
 	})
@@ -106,7 +113,8 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 	}
 	r.checks = health.NewRegistry(cfg.Health.Timeout)
 	r.metrics = metrics.New()
-	r.queue = newQueue(r.qrdb, cfg, log, r.tracer)
+	r.tasks.next = r.metrics
+	r.queue = newQueue(r.qrdb, cfg, slog.New(r.fold.handler(log.Handler())), r.tracer)
 	if err := r.addConfigSchedules(); err != nil {
 		r.closeEarly()
 		return nil, err

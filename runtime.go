@@ -83,9 +83,13 @@ type Runtime struct {
 
 	rl reloadState // the running config's generation and what reloads change (reload.go)
 
-	obs     *observer // what the health report shows that no component keeps
-	plugins *pluginhost.Set
-	unsub   []func()
+	obs   *observer   // what the health report shows that no component keeps
+	fold  *outageLog  // folds asynq's lines during an outage
+	tasks taskCounter // counts tasks in flight, for metrics and the stop log
+
+	unhandled handlerWatch // task types fetched without a handler
+	plugins   *pluginhost.Set
+	unsub     []func()
 
 	mu       sync.Mutex
 	phase    phase

@@ -51,7 +51,7 @@ func setupFallback(t *testing.T) *fallbackEnv {
 	e.rc = newClient(t, e.srv.Addr())
 	e.rc.AddHook(e.hook)
 	e.raw = newClient(t, e.srv.Addr())
-	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: e.logs}, nil))
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.f = cache.New(e.rc, cache.Options{Logger: logger, OnRedisError: e.errs.record, MaxValueBytes: 1 << 10, Watch: e.sw.Watch})
 	t.Cleanup(e.f.Close)
 	return e

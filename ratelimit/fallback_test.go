@@ -92,6 +92,7 @@ func testOutage(t *testing.T, stop func(*redistest.Server), start func(*testing.
 	require.Equal(t, 1, strings.Count(logs, "moved to memory"), logs)
 	require.Equal(t, 2, strings.Count(logs, "is on Redis"), logs)
 	require.Contains(t, logs, "component=ratelimit")
+	require.NotContains(t, logs, "level=WARN", "whoever tells the state reports the switch; the registry's lines are detail")
 }
 
 func TestLazyRedisStore(t *testing.T) {
@@ -102,9 +103,10 @@ func TestLazyRedisStore(t *testing.T) {
 	c := fastClient(t, srv.Addr())
 	admin := adminClient(t, srv.Addr())
 
+	logs := &syncBuffer{}
 	newReg := func() (*ratelimit.Registry, *ratelimit.Limiter, *redistest.Switch) {
 		sw := &redistest.Switch{}
-		reg, err := ratelimit.New(c, ratelimit.Options{Logger: quietLogger(), Watch: sw.Watch})
+		reg, err := ratelimit.New(c, ratelimit.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Watch: sw.Watch})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = reg.Close() })
 		l, err := reg.Limiter("lazy", "100-S")
@@ -127,6 +129,10 @@ func TestLazyRedisStore(t *testing.T) {
 	require.Equal(t, ratelimit.BackendMemory, regB.Backend())
 	_, err = lb.Allow(ctx, "b")
 	require.NoError(t, err)
+	// An unreachable Redis is the monitor's to report; the registry's line
+	// is detail, and one line (ulule's error carries a stack trace).
+	require.Contains(t, logs.String(), `level=DEBUG msg="cannot load the rate limit scripts`)
+	require.Equal(t, 1, strings.Count(strings.TrimSpace(logs.String()), "\n")+1, "one line:\n%s", logs.String())
 
 	srv.MustRestart(t)
 	swA.Set(true)

@@ -76,7 +76,7 @@ func setup(t *testing.T, opts ...setupOpts) *env {
 	e.admin = adminClient(t, e.srv.Addr())
 	reg, err := ratelimit.New(e.client, ratelimit.Options{
 		Limits:       o.limits,
-		Logger:       slog.New(slog.NewTextHandler(e.log, nil)),
+		Logger:       slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		OnRedisError: func(error) { e.redisErrs.Add(1) },
 		Watch:        e.sw.Watch,
 	})
