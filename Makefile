@@ -3,10 +3,16 @@ GO ?= go
 PKGS ?= ./...
 
 BENCH_FLAGS ?=
+# build: where the worker binary goes, and the version it reports.
+BIN ?= bin/worker
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: help test bench bench-go lint deps
+.PHONY: help build test bench bench-go lint deps
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## build the worker binary into ./bin/worker (BIN=path to change it)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X github.com/taskhost/taskhost/cmd.Version=$(VERSION)" -o $(BIN) ./cmd/worker
 
 deps: ## install redis-server when it is missing (apt-get)
 	@bash .ci/deps

@@ -22,6 +22,10 @@ type Config struct {
 	Tracing   TracingConfig             `koanf:"tracing"`
 	Schedules map[string]ScheduleConfig `koanf:"schedules"` // config_schedules.go
 	Plugins   map[string]map[string]any `koanf:"plugins"`
+
+	// complete is set by DefaultConfig, LoadConfig and WithDefaults: every
+	// field, zeros included, is then taken as it is (see WithDefaults).
+	complete bool
 }
 
 // Log configures log/slog output.
@@ -111,7 +115,7 @@ type WorkerConfig struct {
 	// timeouts (see docs/reliability.md, "Bad input").
 	MaxPayloadBytes int `koanf:"max_payload_bytes"`
 	// Fetchers is how many asynq servers share Concurrency, each fetching
-	// tasks on its own (see runtime/fetchers.go).
+	// tasks on its own (see fetchers.go).
 	Fetchers int `koanf:"fetchers"`
 	// Wakeup selects how idle fetchers learn of new tasks: auto (blocking
 	// reads on the pending lists; only reads, never changes the server's
@@ -199,11 +203,14 @@ type TracingConfig struct {
 	RedisCommands bool `koanf:"redis_commands"`
 }
 
-// Default returns the built-in defaults, the first layer.
+// DefaultConfig returns the built-in defaults, the first layer of
+// LoadConfig. It is complete: a zero set on it is taken as it is (see
+// WithDefaults).
 func DefaultConfig() Config {
 	return Config{
-		Log:   LogConfig{Level: "info", Format: "text"},
-		Redis: redisConfigFrom(redisconn.DefaultConfig()),
+		complete: true,
+		Log:      LogConfig{Level: "info", Format: "text"},
+		Redis:    redisConfigFrom(redisconn.DefaultConfig()),
 		Worker: WorkerConfig{
 			Concurrency:     10,
 			Queues:          map[string]int{"default": 1},

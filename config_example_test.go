@@ -31,3 +31,23 @@ func ExampleConfig_Redacted() {
 	// Output:
 	// redis://app:***@redis.internal:6379/0 ***
 }
+
+// A program names what it needs; every zero field takes its default.
+func ExampleConfig_WithDefaults() {
+	cfg := taskhost.Config{Redis: taskhost.RedisConfig{URL: "redis://redis.internal:6379/0"}}
+	fmt.Println(cfg.Validate())
+	full := cfg.WithDefaults()
+	fmt.Println(full.Worker.Concurrency, full.Worker.Queues, full.Redis.DialTimeout, full.UI.ReadOnly)
+	// A zero set after WithDefaults is taken as it is.
+	full.Worker.MaxRetry = 0
+	fmt.Println(full.WithDefaults().Worker.MaxRetry)
+	// Output:
+	// <nil>
+	// 10 map[default:1] 500ms true
+	// 0
+}
+
+func ExampleState() {
+	fmt.Println(taskhost.StateConnecting, taskhost.StateReady, taskhost.StateReconnecting, taskhost.StateDown, taskhost.StateClosed)
+	// Output: connecting ready reconnecting down closed
+}

@@ -1,6 +1,7 @@
 package taskhost
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -25,9 +26,15 @@ type LoadOptions struct {
 	// error. A missing default file is not.
 	PathExplicit bool
 	// Dev lays the development overlay over the defaults: embedded Redis,
-	// the UI on, and the built-in plugins webhook (loopback allowed) and
-	// canary enabled. The file, environment and flags still override it.
+	// the UI on, and those of the built-in plugins webhook (loopback
+	// allowed) and canary that the binary compiles in, enabled. The file,
+	// environment and flags still override it.
 	Dev bool
+	// CheckPlugins also checks the plugins, in the same error as the rest:
+	// IDs that are not compiled in, and each plugin's own section (see
+	// CheckConfig). The worker sets it; a command that only enqueues does
+	// not, so that it can load a worker's config without its plugins.
+	CheckPlugins bool
 	// Environ is the environment as "NAME=value"; nil means os.Environ().
 	// Pass an empty, non-nil slice to ignore the environment.
 	Environ []string
@@ -108,7 +115,11 @@ func LoadConfig(opts LoadOptions) (Config, error) {
 			ps = append(ps, p)
 		}
 	}
-	if err := ps.Err(keyRank); err != nil {
+	var rest []error
+	if opts.CheckPlugins {
+		rest = cfg.checkPlugins(context.Background(), &ps)
+	}
+	if err := errors.Join(append([]error{ps.Err(keyRank)}, rest...)...); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
@@ -126,12 +137,9 @@ func fileError(err error) error {
 // devOverlay is what -dev changes from the defaults.
 func devOverlay() map[string]any {
 	return map[string]any{
-		"redis": map[string]any{"mode": ModeEmbedded},
-		"ui":    map[string]any{"enabled": true},
-		config.PluginsKey: map[string]any{
-			"webhook": map[string]any{"allow_hosts": []any{"127.0.0.0/8", "::1"}},
-			"canary":  map[string]any{},
-		},
+		"redis":           map[string]any{"mode": ModeEmbedded},
+		"ui":              map[string]any{"enabled": true},
+		config.PluginsKey: devPlugins(),
 	}
 }
 

@@ -189,12 +189,15 @@ var keyForms = map[string]string{
 	"ui.addr":              formListen,
 }
 
-// Validate checks c against every rule and reports every problem at once, as
-// an error that matches ErrInvalidConfig, including plugin IDs that are not
-// compiled in. Each plugin checks its own section when it is provisioned
-// (CheckConfig runs that too). LoadConfig does not check plugin IDs, so that
-// a command that only enqueues can load a worker's config.
+// Validate checks c.WithDefaults(), the config that New would run, against
+// every rule and reports every problem at once, each naming its key and the
+// form it expects, as an error that matches ErrInvalidConfig, including
+// plugin IDs that are not compiled in. Each plugin checks its own section
+// when it is provisioned (CheckConfig runs that too). LoadConfig does not
+// check plugin IDs, so that a command that only enqueues can load a
+// worker's config.
 func (c Config) Validate() error {
+	c = c.WithDefaults()
 	ps := c.problems()
 	c.checkPluginIDs(&ps)
 	return ps.Err(keyRank)

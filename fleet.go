@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/metrics"
 )
 
@@ -55,19 +55,19 @@ func fleetWorkers(ctx context.Context, rdb redis.UniversalClient) (processes, se
 }
 
 // fleet is the report's fleet section.
-func (r *Runtime) fleet(ctx context.Context) (healthcheck.Fleet, error) {
+func (r *Runtime) fleet(ctx context.Context) (health.Fleet, error) {
 	procs, servers, err := fleetWorkers(ctx, r.qrdb)
 	if err != nil {
-		return healthcheck.Fleet{}, err
+		return health.Fleet{}, err
 	}
-	return healthcheck.Fleet{Role: RolePeer, Workers: procs, Servers: servers}, nil
+	return health.Fleet{Role: RolePeer, Workers: procs, Servers: servers}, nil
 }
 
 // schedules is the report's schedules section, from memory.
-func (r *Runtime) schedules(context.Context) ([]healthcheck.Schedule, error) {
-	var out []healthcheck.Schedule
+func (r *Runtime) schedules(context.Context) ([]health.Schedule, error) {
+	var out []health.Schedule
 	for _, s := range r.queue.scheduler.Status() {
-		out = append(out, healthcheck.Schedule{
+		out = append(out, health.Schedule{
 			Name: s.Name, Spec: s.Spec, Type: s.Type, Queue: s.Queue,
 			NextRun: timePtr(s.Next), LastRun: timePtr(s.LastRun),
 			LastResult: s.LastResult, LastError: s.LastError, Ticks: s.Counts,

@@ -15,6 +15,7 @@ import (
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
 	"github.com/taskhost/taskhost/internal/connerr"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/redisconn"
 	"github.com/taskhost/taskhost/internal/reload"
 	"github.com/taskhost/taskhost/ratelimit"
@@ -60,6 +61,7 @@ func (r *Runtime) registerObservability() error {
 		m.RegisterQueues(r.queue.inspector, r.cfg.Health.Timeout/2),
 		m.RegisterSchedules(r.scheduleStats),
 		r.checks.Add(healthcheck.Check{Name: outboxCheck, Run: r.checkOutbox}),
+		r.registerHandlersCheck(),
 		r.registerQuarantine(),
 	}
 	return errors.Join(errs...)
@@ -95,19 +97,19 @@ func whenReady[T any](r *Runtime, fn func(context.Context) (T, error)) func(cont
 
 // healthHandler builds the admin handler: /livez, /readyz, /healthz, /metrics.
 func (r *Runtime) healthHandler() http.Handler {
-	detail, _ := healthcheck.ParseDetail(r.cfg.Health.Detail)
-	return healthcheck.NewHandler(healthcheck.Options{
+	detail, _ := health.ParseDetail(r.cfg.Health.Detail)
+	return health.NewHandler(health.Options{
 		Registry: r.checks,
-		Source: healthcheck.Source{
-			Connection: func(context.Context) (healthcheck.Connection, error) { return r.connection(), nil },
-			Ping:       whenReady(r, healthcheck.PingFunc(r.rdb)),
-			Redis:      whenReady(r, healthcheck.InfoFunc(r.rdb)),
-			Queues:     whenReady(r, healthcheck.QueuesFunc(r.queue.inspector)),
-			Fallbacks:  func(context.Context) ([]healthcheck.Fallback, error) { return r.fallbacks(), nil },
+		Source: health.Source{
+			Connection: func(context.Context) (health.Connection, error) { return r.connection(), nil },
+			Ping:       whenReady(r, health.PingFunc(r.rdb)),
+			Redis:      whenReady(r, health.InfoFunc(r.rdb)),
+			Queues:     whenReady(r, health.QueuesFunc(r.queue.inspector)),
+			Fallbacks:  func(context.Context) ([]health.Fallback, error) { return r.fallbacks(), nil },
 			Fleet:      whenReady(r, r.fleet),
 			Schedules:  r.schedules,
 			Warnings:   r.quarantineWarnings,
-			Config:     func(context.Context) (healthcheck.ConfigInfo, error) { return r.rl.info(), nil },
+			Config:     func(context.Context) (health.ConfigInfo, error) { return r.rl.info(), nil },
 		},
 		Ready:     r.ready,
 		Gatherer:  r.metrics.Gatherer(),
@@ -120,8 +122,8 @@ func (r *Runtime) healthHandler() http.Handler {
 }
 
 // connection is the report's connection section, from memory only.
-func (r *Runtime) connection() healthcheck.Connection {
-	c := healthcheck.Connection{
+func (r *Runtime) connection() health.Connection {
+	c := health.Connection{
 		State:  r.monitor.State().String(),
 		Since:  r.monitor.Since(),
 		Mode:   r.cfg.Redis.Mode,
@@ -147,10 +149,10 @@ func (r *Runtime) connection() healthcheck.Connection {
 // switch together, on the monitor's ready transitions; the outbox is active
 // while it holds tasks, since its oldest one. The cache and the limiter do
 // not report how much they hold in memory, so their depth is 0.
-func (r *Runtime) fallbacks() []healthcheck.Fallback {
+func (r *Runtime) fallbacks() []health.Fallback {
 	since := r.observer().switched()
 	tasks, _ := r.client.Depth()
-	out := []healthcheck.Fallback{
+	out := []health.Fallback{
 		{Component: "cache", Active: r.cacheFallback(), Since: since},
 		{Component: "ratelimit", Active: r.limitFallback(), Since: since},
 		{Component: "outbox", Active: tasks > 0, Depth: int64(tasks)},
@@ -228,7 +230,7 @@ func (o *observer) dialed(remote string) {
 }
 
 func (o *observer) failed(err error) {
-	msg := healthcheck.Redact(err.Error())
+	msg := health.Redact(err.Error())
 	problem := connerr.Misconfigured(err)
 	o.mu.Lock()
 	o.lastErr = msg
@@ -304,7 +306,7 @@ func (r *Runtime) startHTTP() error {
 		return fmt.Errorf("health.addr: listen on %s: %w", r.cfg.Health.Addr, err)
 	}
 	r.httpLn = ln
-	r.httpSrv = healthcheck.NewServer(r.cfg.Health.Addr, mux)
+	r.httpSrv = health.NewServer(r.cfg.Health.Addr, mux)
 	r.httpSrv.ErrorLog = slog.NewLogLogger(r.log.With("component", "health").Handler(), slog.LevelWarn)
 	go func() {
 		if err := r.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -313,6 +315,11 @@ func (r *Runtime) startHTTP() error {
 	}()
 	return nil
 }
+
+// WorkerHeader is set on every answer of a worker's health listener, so
+// that `worker health` can tell a taskhost worker from another process that
+// listens on the address. Its value is the worker's version.
+const WorkerHeader = "X-Taskhost-Worker"
 
 // adminMux is the handler of the health listener: the health endpoints, and
 // the dashboard at /ui/ when it has no listener of its own.
@@ -324,7 +331,14 @@ func (r *Runtime) adminMux() (http.Handler, error) {
 	if err := r.mountUI(mux); err != nil {
 		return nil, err
 	}
-	return mux, nil
+	version := r.version
+	if version == "" {
+		version = "unknown"
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set(WorkerHeader, version)
+		mux.ServeHTTP(w, req)
+	}), nil
 }
 
 func (r *Runtime) stopHTTP(ctx context.Context) {

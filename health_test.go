@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/taskhost/taskhost"
 	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/redistest"
 	"github.com/taskhost/taskhost/plugins"
 )
@@ -67,12 +69,12 @@ func h5Get(t *testing.T, url string) (int, string) {
 }
 
 // h5Report fetches /healthz and decodes it strictly into a Report.
-func h5Report(t *testing.T, base string) (int, healthcheck.Report, string) {
+func h5Report(t *testing.T, base string) (int, health.Report, string) {
 	t.Helper()
 	code, body := h5Get(t, base+"/healthz")
 	dec := json.NewDecoder(strings.NewReader(body))
 	dec.DisallowUnknownFields()
-	var rep healthcheck.Report
+	var rep health.Report
 	require.NoError(t, dec.Decode(&rep), "the /healthz body is a Report:\n%s", body)
 	return code, rep, body
 }
@@ -98,14 +100,14 @@ func h5WaitStatus(t *testing.T, url string, want int, d time.Duration) {
 // Redis.
 func h5WaitOK(t *testing.T, base string) {
 	t.Helper()
-	var rep healthcheck.Report
+	var rep health.Report
 	require.Eventually(t, func() bool {
 		_, rep, _ = h5Report(t, base)
-		return rep.Status == healthcheck.StatusOK
+		return rep.Status == health.StatusOK
 	}, 5*time.Second, 20*time.Millisecond, "status %s: %v", rep.Status, rep.Reasons)
 }
 
-func h5Fallback(t *testing.T, rep healthcheck.Report, component string) healthcheck.Fallback {
+func h5Fallback(t *testing.T, rep health.Report, component string) health.Fallback {
 	t.Helper()
 	for _, f := range rep.Fallbacks {
 		if f.Component == component {
@@ -113,10 +115,10 @@ func h5Fallback(t *testing.T, rep healthcheck.Report, component string) healthch
 		}
 	}
 	t.Fatalf("no fallback %q in %+v", component, rep.Fallbacks)
-	return healthcheck.Fallback{}
+	return health.Fallback{}
 }
 
-func h5Check(t *testing.T, rep healthcheck.Report, name string) healthcheck.CheckResult {
+func h5Check(t *testing.T, rep health.Report, name string) healthcheck.CheckResult {
 	t.Helper()
 	for _, c := range rep.Checks {
 		if c.Name == name {
@@ -127,13 +129,13 @@ func h5Check(t *testing.T, rep healthcheck.Report, name string) healthcheck.Chec
 	return healthcheck.CheckResult{}
 }
 
-func h5Source(rep healthcheck.Report, name string) (healthcheck.SourceResult, bool) {
+func h5Source(rep health.Report, name string) (health.SourceResult, bool) {
 	for _, s := range rep.Sources {
 		if s.Name == name {
 			return s, true
 		}
 	}
-	return healthcheck.SourceResult{}, false
+	return health.SourceResult{}, false
 }
 
 // TestHealthReportThroughKillRestart follows a runtime's report and JSON
@@ -143,19 +145,24 @@ func TestHealthReportThroughKillRestart(t *testing.T) {
 	s := redistest.Start(t)
 	cfg := testConfig(t, s.Addr())
 	cfg.Log.Format, cfg.Log.Level = "json", "debug"
-	cfg.Plugins = map[string]map[string]any{"t5-svc": {}}
+	cfg.Plugins = map[string]map[string]any{"t5-svc": {}, "webhook": {}} // webhook: a worker with handlers
 	logs := &h5Log{}
-	rt := startRuntime(t, cfg, logs)
+	rt, err := taskhost.New(cfg, taskhost.Options{Logger: taskhost.NewLogger(cfg.Log, logs), Version: "test"})
+	require.NoError(t, err)
+	var transitions atomic.Int64
+	rt.Subscribe(func(_, _ taskhost.State) { transitions.Add(1) })
+	require.NoError(t, rt.Start(context.Background()))
+	t.Cleanup(func() { _ = rt.Stop(context.Background()) })
 	base := "http://" + rt.HealthAddr()
 	h5WaitOK(t, base)
 
 	// A task in a queue the worker does not serve stays pending.
-	_, err := rt.Client().Enqueue(asynq.NewTask("t5:parked", nil), asynq.Queue("t5-parked"))
+	_, err = rt.Client().Enqueue(asynq.NewTask("t5:parked", nil), asynq.Queue("t5-parked"))
 	require.NoError(t, err)
 
 	code, rep, _ := h5Report(t, base)
 	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, healthcheck.StatusOK, rep.Status, "reasons: %v", rep.Reasons)
+	require.Equal(t, health.StatusOK, rep.Status, "reasons: %v", rep.Reasons)
 	require.True(t, rep.Ready)
 	require.Empty(t, rep.ReadyReason)
 	require.Equal(t, "test", rep.Version)
@@ -172,7 +179,7 @@ func TestHealthReportThroughKillRestart(t *testing.T) {
 	require.NotEmpty(t, rep.Redis.Version)
 	require.Positive(t, rep.Redis.DBSize)
 	require.Nil(t, rep.Redis.Cluster)
-	var parked *healthcheck.Queue
+	var parked *health.Queue
 	for i := range rep.Queues {
 		if rep.Queues[i].Name == "t5-parked" {
 			parked = &rep.Queues[i]
@@ -189,10 +196,10 @@ func TestHealthReportThroughKillRestart(t *testing.T) {
 
 	s.Kill()
 	h5WaitStatus(t, base+"/readyz", http.StatusServiceUnavailable, 10*time.Second)
-	_, err = rt.Client().Enqueue(asynq.NewTask("t5:held", nil))
+	_, err = rt.Client().Enqueue(asynq.NewTask("t5:held", nil), asynq.Queue("t5-parked")) // no handler: not served
 	require.NoError(t, err)
 	code, rep, _ = h5Report(t, base)
-	require.NotEqual(t, healthcheck.StatusOK, rep.Status)
+	require.NotEqual(t, health.StatusOK, rep.Status)
 	require.Contains(t, []string{"reconnecting", "down"}, rep.Connection.State)
 	require.NotEmpty(t, rep.Connection.LastError, "the latest connection error is shown while not ready")
 	require.Nil(t, rep.Redis, "no Redis detail while Redis is not ready")
@@ -206,7 +213,7 @@ func TestHealthReportThroughKillRestart(t *testing.T) {
 	require.True(t, ob.Active)
 	require.EqualValues(t, 1, ob.Depth)
 	require.NotNil(t, ob.Since)
-	if rep.Status == healthcheck.StatusDown {
+	if rep.Status == health.StatusDown {
 		require.Equal(t, http.StatusServiceUnavailable, code)
 	}
 
@@ -220,13 +227,13 @@ func TestHealthReportThroughKillRestart(t *testing.T) {
 	require.Len(t, rep.Warnings, 1)
 
 	require.NoError(t, rt.Stop(context.Background()))
-	h5CheckLogs(t, logs.String(), rt)
+	h5CheckLogs(t, logs.String(), rt, transitions.Load())
 }
 
 // h5CheckLogs asserts that every line is a JSON object with a component, no
 // line has an emoji, and transitions, switches, plugin start and stop and
 // shutdown steps are one line each.
-func h5CheckLogs(t *testing.T, text string, rt *taskhost.Runtime) {
+func h5CheckLogs(t *testing.T, text string, rt *taskhost.Runtime, stateChanges int64) {
 	t.Helper()
 	var transitions, cacheSwitches, limitSwitches, started, stopped, steps int
 	sc := bufio.NewScanner(strings.NewReader(text))
@@ -261,7 +268,7 @@ func h5CheckLogs(t *testing.T, text string, rt *taskhost.Runtime) {
 	require.NoError(t, sc.Err())
 	// connecting→ready, ready→reconnecting, (→down,) →ready, →closed.
 	require.GreaterOrEqual(t, transitions, 4)
-	require.EqualValues(t, rt.Monitor().Transitions(), transitions, "one line per state transition")
+	require.EqualValues(t, stateChanges, transitions, "one line per state transition")
 	require.EqualValues(t, rt.Cache().Switches(), cacheSwitches, "one line per cache switch")
 	require.EqualValues(t, rt.Limits().Switches(), limitSwitches, "one line per limiter switch")
 	require.GreaterOrEqual(t, cacheSwitches, 3)
@@ -277,6 +284,7 @@ func TestHealthMinimalDetail(t *testing.T) {
 	s := redistest.Start(t)
 	cfg := testConfig(t, s.Addr())
 	cfg.Health.Detail = "minimal"
+	cfg.Plugins = map[string]map[string]any{"webhook": {}} // a worker with handlers
 	rt := startRuntime(t, cfg)
 	h5WaitOK(t, "http://"+rt.HealthAddr())
 	_, err := rt.Client().Enqueue(asynq.NewTask("t5:parked", nil), asynq.Queue("t5-minimal"))
@@ -284,8 +292,8 @@ func TestHealthMinimalDetail(t *testing.T) {
 
 	code, rep, body := h5Report(t, "http://"+rt.HealthAddr())
 	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, healthcheck.DetailMinimal, rep.Detail)
-	require.Equal(t, healthcheck.StatusOK, rep.Status, "reasons: %v", rep.Reasons)
+	require.Equal(t, health.DetailMinimal, rep.Detail)
+	require.Equal(t, health.StatusOK, rep.Status, "reasons: %v", rep.Reasons)
 	require.Nil(t, rep.Redis)
 	require.Nil(t, rep.Queues)
 	require.NotNil(t, rep.Connection)
@@ -362,7 +370,7 @@ func TestHealthOutboxCheckNearlyFull(t *testing.T) {
 	require.EqualValues(t, 9, ob.Depth)
 	require.Contains(t, []string{"connecting", "down"}, rep.Connection.State)
 	require.NotEmpty(t, rep.Connection.LastError)
-	if rep.Status == healthcheck.StatusDown {
+	if rep.Status == health.StatusDown {
 		require.Equal(t, http.StatusServiceUnavailable, code)
 	}
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // ErrAlreadyStarted is returned by Start on a runtime that was started before.
-var ErrAlreadyStarted = errors.New("runtime: already started")
+var ErrAlreadyStarted = errors.New("taskhost: already started")
 
 // Start brings the worker up in this order:
 //
@@ -71,6 +71,7 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 	if err := r.checkScheduleTypes(); err != nil {
 		return err
 	}
+	r.warnHandlers()
 
 	// 5. Health server.
 	if err := r.startHTTP(); err != nil {
@@ -98,7 +99,8 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 	r.phase = phaseRunning
 	r.mu.Unlock()
 	r.log.Info("worker started", "component", "runtime", "version", r.version,
-		"redis", r.cfg.Redis.Mode, "health", r.healthAddr(), "plugins", r.plugins.Len())
+		"redis", r.cfg.Redis.Mode, "health", r.healthAddr(), "plugins", r.plugins.Len(),
+		"fetchers", len(r.queue.servers), "concurrency", r.cfg.Worker.Concurrency)
 	return nil
 }
 
@@ -122,7 +124,10 @@ func (r *Runtime) Stop(ctx context.Context) error {
 		return nil
 	}
 
-	step := func(name string) { r.log.Info("shutdown: "+name, "component", "runtime") }
+	// The steps are detail; the stop is one line when it is done, and one
+	// before it if in-flight tasks make it wait.
+	began := time.Now()
+	step := func(name string) { r.log.Debug("shutdown: "+name, "component", "runtime") }
 	var errs []error
 
 	step("stopping plugin services")
@@ -130,6 +135,10 @@ func (r *Runtime) Stop(ctx context.Context) error {
 
 	step("stopping scheduler and queue server")
 	r.fetching.Store(false)
+	if n := r.tasks.inFlight.Load(); n > 0 {
+		r.log.Info("stopping: waiting for in-flight tasks", "component", "runtime",
+			"tasks", n, "shutdown_timeout", r.cfg.Worker.ShutdownTimeout)
+	}
 	r.queue.shutdown()
 
 	step("stopping health server and dashboard")
@@ -142,7 +151,7 @@ func (r *Runtime) Stop(ctx context.Context) error {
 	step("closing outbox, monitor and redis clients")
 	r.closeConnection()
 
-	r.log.Info("worker stopped", "component", "runtime")
+	r.log.Info("worker stopped", "component", "runtime", "took", time.Since(began).Round(time.Millisecond))
 	return errors.Join(errs...)
 }
 
@@ -201,14 +210,14 @@ func (r *Runtime) closeConnection() {
 // handler is the mux behind the middleware, from the outside in: the
 // task's span (only with tracing on); panic recovery; logging and metrics; the default task timeout; rounding a rate
 // limit's retry time up to asynq's whole seconds; the rate limit hook; the
-// handler.
+// answer to a task without a handler; the handler.
 func (r *Runtime) handler() asynq.Handler {
-	r.rl.tasks = newTaskLimits(r.queue.mux, r.taskLimit) // a reload swaps it
+	r.rl.tasks = newTaskLimits(r.noHandlerMiddleware(r.queue.mux), r.taskLimit) // a reload swaps it
 	var h asynq.Handler = r.rl.tasks
 	h = retryAtSecondMiddleware(h)
 	h = payloadMiddleware(r.cfg.Worker.MaxPayloadBytes)(h)
 	h = timeoutMiddleware(r.cfg.Worker.TaskTimeout)(h)
-	h = observeMiddleware(r.log.With("component", "task"), r.metrics)(h)
+	h = observeMiddleware(r.log.With("component", "task"), &r.tasks)(h)
 	h = recoverMiddleware(r.log.With("component", "task"))(h)
 	if r.tracer != nil {
 		h = traceMiddleware(r.tracer)(h)

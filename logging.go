@@ -34,8 +34,36 @@ type asynqLogger struct{ l *slog.Logger }
 
 var _ asynq.Logger = asynqLogger{}
 
+// sharedCloseNoise is what asynq's Scheduler.Shutdown logs, at ERROR, when it
+// is built on a shared client that it rightly cannot close.
+const sharedCloseNoise = "redis connection is shared"
+
+// asynqDetail are asynq's lines that the runtime logs at DEBUG: each of its
+// servers (one per fetcher) and its scheduler report starting and stopping,
+// which the runtime reports once for the whole worker ("worker started",
+// "worker stopped"); and "Retry exhausted" follows every archived task,
+// retried or not, whose own line already says "archived".
+var asynqDetail = []string{
+	"Starting processing", "Send signal ", "Scheduler starting", "Scheduler timezone is set to",
+	"Stopping processor", "Processor stopped", "Starting graceful shutdown",
+	"Waiting for all workers to finish", "All workers have finished", "Exiting",
+	"Scheduler shutting down", "Scheduler stopped", "Retry exhausted for task",
+}
+
 func (a asynqLogger) log(level slog.Level, args ...any) {
-	a.l.Log(context.Background(), level, strings.TrimSuffix(fmt.Sprint(args...), "\n"))
+	msg := strings.TrimSuffix(fmt.Sprint(args...), "\n")
+	if level == slog.LevelError && strings.Contains(msg, sharedCloseNoise) {
+		return
+	}
+	if level <= slog.LevelWarn {
+		for _, p := range asynqDetail {
+			if strings.HasPrefix(msg, p) {
+				level = slog.LevelDebug
+				break
+			}
+		}
+	}
+	a.l.Log(context.Background(), level, msg)
 }
 
 func (a asynqLogger) Debug(args ...any) { a.log(slog.LevelDebug, args...) }

@@ -10,17 +10,10 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/taskhost/taskhost/internal/metrics"
 	"github.com/taskhost/taskhost/internal/outbox"
+	"github.com/taskhost/taskhost/internal/tasklog"
 	"github.com/taskhost/taskhost/ratelimit"
-)
-
-// Task outcomes, as logged and counted.
-const (
-	OutcomeSuccess     = "success"
-	OutcomeFailure     = "failure"
-	OutcomePanic       = "panic"
-	OutcomeRateLimited = "rate_limited"
-	OutcomeArchived    = "archived"
 )
 
 // PanicError is the error a recovered handler panic becomes. asynq retries
@@ -65,30 +58,31 @@ func outcome(ctx context.Context, err error, panicked bool) string {
 	var pe *PanicError
 	switch {
 	case panicked || errors.As(err, &pe):
-		return OutcomePanic
+		return metrics.OutcomePanic
 	case err == nil:
-		return OutcomeSuccess
+		return metrics.OutcomeSuccess
 	case errors.As(err, &limited):
-		return OutcomeRateLimited
+		return metrics.OutcomeRateLimited
 	case errors.Is(err, asynq.SkipRetry):
-		return OutcomeArchived
+		return metrics.OutcomeArchived
 	}
 	retried, ok1 := asynq.GetRetryCount(ctx)
 	max, ok2 := asynq.GetMaxRetry(ctx)
 	if ok1 && ok2 && retried >= max {
-		return OutcomeArchived
+		return metrics.OutcomeArchived
 	}
-	return OutcomeFailure
+	return metrics.OutcomeFailure
 }
 
 // observeMiddleware reports each task's outcome and duration to obs, and
-// logs its id, type, queue, retry count, duration and outcome: a failure at
-// WARN, a panic at ERROR, a success or a rate-limited task at DEBUG only.
-// asynq and River log nothing per successful task either; at info the line
-// cost a quarter of the worker's CPU per task in a drain, most of it the
-// write of the line (docs/benchmarks.md, issue 18). The metrics count every
-// outcome. It sees panics as they unwind, before the recovery middleware
-// outside it turns them into errors.
+// logs its id, type, queue, retry count, duration and outcome, with the
+// attributes its handler added (plugins.AnnotateTask): a failure at WARN, a
+// panic at ERROR, a success or a rate-limited task at DEBUG only. asynq and
+// River log nothing per successful task either; at info the line cost a
+// quarter of the worker's CPU per task in a drain, most of it the write of
+// the line (docs/benchmarks.md, issue 18). The metrics count every outcome.
+// It sees panics as they unwind, before the recovery middleware outside it
+// turns them into errors.
 func observeMiddleware(log *slog.Logger, obs taskObserver) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) (err error) {
@@ -96,6 +90,7 @@ func observeMiddleware(log *slog.Logger, obs taskObserver) asynq.MiddlewareFunc 
 			if obs != nil {
 				obs.TaskStarted()
 			}
+			ctx, note := tasklog.With(ctx, t.Type())
 			panicked := true
 			defer func() {
 				d := time.Since(start)
@@ -107,11 +102,11 @@ func observeMiddleware(log *slog.Logger, obs taskObserver) asynq.MiddlewareFunc 
 				}
 				level, msg := slog.LevelDebug, "task done"
 				switch out {
-				case OutcomeRateLimited:
+				case metrics.OutcomeRateLimited:
 					level, msg = slog.LevelDebug, "task rate limited"
-				case OutcomePanic:
+				case metrics.OutcomePanic:
 					level, msg = slog.LevelError, "task panicked"
-				case OutcomeFailure, OutcomeArchived:
+				case metrics.OutcomeFailure, metrics.OutcomeArchived:
 					level, msg = slog.LevelWarn, "task failed"
 				}
 				if !log.Enabled(ctx, level) {
@@ -122,7 +117,8 @@ func observeMiddleware(log *slog.Logger, obs taskObserver) asynq.MiddlewareFunc 
 				attrs := []slog.Attr{slog.String("task_id", id), slog.String("type", t.Type()),
 					slog.String("queue", queue), slog.Int("retry", retried),
 					slog.Duration("duration", d), slog.String("outcome", out)}
-				if err != nil && out != OutcomePanic {
+				attrs = append(attrs, note.Attrs()...) // plugins.AnnotateTask
+				if err != nil && out != metrics.OutcomePanic {
 					attrs = append(attrs, slog.String("error", err.Error()))
 				}
 				log.LogAttrs(ctx, level, msg, attrs...)

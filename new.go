@@ -3,6 +3,7 @@ package taskhost
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -11,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskhost/taskhost/cache"
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/logswitch"
 	"github.com/taskhost/taskhost/internal/metrics"
 	"github.com/taskhost/taskhost/internal/outbox"
@@ -20,9 +21,15 @@ import (
 )
 
 // New builds a runtime from cfg without touching the network: the Redis
-// clients are lazy and the monitor starts with Start. It returns an error
-// matching ErrInvalidConfig for a bad config or an unknown plugin ID.
+// clients are lazy and the monitor starts with Start. The zero fields of a
+// Config built in Go take their defaults (see Config.WithDefaults), so
+//
+//	taskhost.New(taskhost.Config{Redis: taskhost.RedisConfig{URL: os.Getenv("REDIS_URL")}}, taskhost.Options{})
+//
+// is enough. It returns an error matching ErrInvalidConfig, naming every bad
+// key at once, for a bad config or an unknown plugin ID.
 func New(cfg Config, opts Options) (*Runtime, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -70,10 +77,16 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 		_ = qraw.Close()
 		return nil, fmt.Errorf("%w: redis: %v", ErrInvalidConfig, err)
 	}
-	r.monitor = redisconn.NewMonitor(r.probe, redisconn.MonitorOptionsFrom(cfg.Redis.conn(), log))
+	// asynq's lines during an outage fold into the monitor's (outagelog.go).
+	r.fold = newOutageLog()
+	monOpts := redisconn.MonitorOptionsFrom(cfg.Redis.conn(), log)
+	monOpts.Annotate = r.fold.annotate
+	r.monitor = redisconn.NewMonitor(r.probe, monOpts)
 	// Failures and recoveries seen by either pool reach the monitor at once.
 	r.rdb.AddHook(r.monitor.Hook())
 	qraw.AddHook(r.monitor.Hook())
+	r.rdb.AddHook(r.fold.hook())
+	qraw.AddHook(r.fold.hook())
 	r.qrdb = newQueueClient(qraw, r.monitor.Ready, func(ctx context.Context) bool {
 		return r.monitor.Wait(ctx, redisconn.Ready) == nil
 	})
@@ -98,9 +111,10 @@ func New(cfg Config, opts Options) (*Runtime, error) {
 		r.closeEarly()
 		return nil, err
 	}
-	r.checks = healthcheck.NewRegistry(cfg.Health.Timeout)
+	r.checks = health.NewRegistry(cfg.Health.Timeout)
 	r.metrics = metrics.New()
-	r.queue = newQueue(r.qrdb, cfg, log, r.tracer)
+	r.tasks.next = r.metrics
+	r.queue = newQueue(r.qrdb, cfg, slog.New(r.fold.handler(log.Handler())), r.tracer)
 	if err := r.addConfigSchedules(); err != nil {
 		r.closeEarly()
 		return nil, err

@@ -50,7 +50,7 @@ func outboxOutage(t *testing.T, frozen bool) {
 	// socket and run on resume: the drain's replay must then not duplicate it.
 	var slowest time.Duration
 	i := 0
-	for rt.Monitor().Ready() {
+	for rt.Ready() {
 		require.Less(t, time.Since(downAt), 10*time.Second, "the monitor did not notice")
 		begin := time.Now()
 		res, err := client.Submit(ctx, task(i), asynq.Queue(outboxQueue))
@@ -89,7 +89,7 @@ func outboxOutage(t *testing.T, frozen bool) {
 		}
 		want[res.Info.ID] = true
 	}
-	depth, _ := client.Depth()
+	depth, _ := rt.OutboxDepth()
 	t.Logf("down: %d enqueues held, slowest %s; outbox depth %d", n, slowest, depth)
 	require.Less(t, slowest, afterDownBound)
 	require.Equal(t, n+i, depth)
@@ -102,7 +102,7 @@ func outboxOutage(t *testing.T, frozen bool) {
 	}
 	waitState(t, rt, 5*time.Second, "ready")
 	readyAt := time.Now()
-	require.Eventually(t, func() bool { d, _ := client.Depth(); return d == 0 }, 5*time.Second, 5*time.Millisecond,
+	require.Eventually(t, func() bool { d, _ := rt.OutboxDepth(); return d == 0 }, 5*time.Second, 5*time.Millisecond,
 		"the outbox was not drained")
 	t.Logf("drained %d tasks %s after ready", n+i, time.Since(readyAt).Round(time.Millisecond))
 

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskhost/taskhost"
@@ -177,4 +178,68 @@ func TestCheckConfigProvisionsPlugins(t *testing.T) {
 	err := taskhost.CheckConfig(context.Background(), cfg)
 	require.ErrorIs(t, err, taskhost.ErrInvalidConfig)
 	require.ErrorContains(t, err, "plugins.webhook.bogus")
+}
+
+// hostRedis records the client its Host hands out.
+type hostRedis struct{ got chan any }
+
+func (p *hostRedis) PluginInfo() plugins.Info {
+	return plugins.Info{ID: "host-redis", New: func() plugins.Plugin { return p }}
+}
+
+func (p *hostRedis) Provision(_ context.Context, h plugins.Host) error {
+	p.got <- h.Redis()
+	return nil
+}
+
+var hostRedisPlugin = &hostRedis{got: make(chan any, 1)}
+
+func init() { plugins.Register(hostRedisPlugin) }
+
+// TestHostRedisIsTheSharedClient: a plugin's Host.Redis is the runtime's own client.
+func TestHostRedisIsTheSharedClient(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, redistest.Start(t).Addr())
+	cfg.Plugins = map[string]map[string]any{"host-redis": nil}
+	rt := startRuntime(t, cfg)
+	require.Equal(t, rt.Redis(), <-hostRedisPlugin.got)
+}
+
+// badRegistrar registers an empty task type or a nil handler in Provision.
+type badRegistrar struct {
+	id       string
+	taskType string
+	fn       asynq.HandlerFunc
+}
+
+func (p *badRegistrar) PluginInfo() plugins.Info {
+	return plugins.Info{ID: p.id, New: func() plugins.Plugin { return p }}
+}
+
+func (p *badRegistrar) Provision(_ context.Context, h plugins.Host) error {
+	h.HandleFunc(p.taskType, p.fn)
+	return nil
+}
+
+func init() {
+	plugins.Register(&badRegistrar{id: "bad-empty-type", fn: func(context.Context, *asynq.Task) error { return nil }})
+	plugins.Register(&badRegistrar{id: "bad-nil-handler", taskType: "bad:nil"})
+}
+
+// TestHostRefusesBadRegistrations: the runtime's host refuses an empty task
+// type and a nil handler with a clear error naming the plugin (asynq's mux
+// would panic), as pluginstest's does (TestRefusesEmptyTypeAndNilHandler):
+// they are one implementation, internal/pluginhost.
+func TestHostRefusesBadRegistrations(t *testing.T) {
+	t.Parallel()
+	for id, want := range map[string]string{
+		"bad-empty-type":  "HandleFunc with an empty task type",
+		"bad-nil-handler": `HandleFunc "bad:nil" with a nil handler`,
+	} {
+		cfg := testConfig(t, redistest.ClosedAddr(t))
+		cfg.Plugins = map[string]map[string]any{id: nil}
+		err := taskhost.CheckConfig(context.Background(), cfg)
+		require.ErrorContains(t, err, want)
+		require.ErrorContains(t, err, id)
+	}
 }

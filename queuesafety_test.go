@@ -284,7 +284,7 @@ func runtimeLeaseWorker(t *testing.T, addr string, handler asynq.HandlerFunc) (r
 	waitState(t, rt, 5*time.Second, "ready")
 	var mu sync.Mutex
 	var changes []string
-	unsub := rt.Monitor().Subscribe(func(from, to taskhost.State) {
+	unsub := rt.Subscribe(func(from, to taskhost.State) {
 		mu.Lock()
 		changes = append(changes, to.String())
 		mu.Unlock()

@@ -13,7 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/logswitch"
 	"github.com/taskhost/taskhost/internal/reload"
 )
@@ -88,7 +88,7 @@ type reloadState struct {
 	cur  atomic.Pointer[Config]
 	gen  atomic.Int64
 	at   atomic.Pointer[time.Time]
-	last atomic.Pointer[healthcheck.ReloadInfo]
+	last atomic.Pointer[health.ReloadInfo]
 }
 
 func (s *reloadState) init(cfg Config, source func(context.Context) (Config, error), logs *logswitch.Handler) {
@@ -100,8 +100,8 @@ func (s *reloadState) init(cfg Config, source func(context.Context) (Config, err
 }
 
 // info is the /healthz config section.
-func (s *reloadState) info() healthcheck.ConfigInfo {
-	return healthcheck.ConfigInfo{Generation: s.gen.Load(), LoadedAt: *s.at.Load(), LastReload: s.last.Load()}
+func (s *reloadState) info() health.ConfigInfo {
+	return health.ConfigInfo{Generation: s.gen.Load(), LoadedAt: *s.at.Load(), LastReload: s.last.Load()}
 }
 
 // Config returns the configuration that runs: the one given to New, with
@@ -198,7 +198,7 @@ func (r *Runtime) Reload(ctx context.Context) (ReloadResult, error) {
 // reloadEnd records and logs the outcome of a reload, once.
 func (r *Runtime) reloadEnd(res ReloadResult, outcome string, applied []string, err error) (ReloadResult, error) {
 	res.Outcome, res.Applied = outcome, applied
-	info := &healthcheck.ReloadInfo{At: time.Now(), Outcome: outcome, Keys: applied}
+	info := &health.ReloadInfo{At: time.Now(), Outcome: outcome, Keys: applied}
 	log := r.log.With("component", "reload")
 	switch outcome {
 	case ReloadApplied:

@@ -17,6 +17,7 @@ import (
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/metrics"
 	"github.com/taskhost/taskhost/internal/outbox"
 	"github.com/taskhost/taskhost/internal/pluginhost"
@@ -24,13 +25,6 @@ import (
 	"github.com/taskhost/taskhost/internal/tracing"
 	"github.com/taskhost/taskhost/ratelimit"
 )
-
-// State is the Redis connection state published by the monitor.
-type State = redisconn.State
-
-// Client enqueues tasks like asynq.Client, holding them in an outbox while
-// Redis is down.
-type Client = outbox.Client
 
 // Options are the runtime's non-config inputs.
 type Options struct {
@@ -68,7 +62,7 @@ type Runtime struct {
 
 	cache   *cache.Cache
 	limits  *ratelimit.Registry
-	checks  *healthcheck.Registry
+	checks  *health.Registry
 	metrics *metrics.Metrics
 	queue   *queue
 	client  *outbox.Client
@@ -89,9 +83,13 @@ type Runtime struct {
 
 	rl reloadState // the running config's generation and what reloads change (reload.go)
 
-	obs     *observer // what the health report shows that no component keeps
-	plugins *pluginhost.Set
-	unsub   []func()
+	obs   *observer   // what the health report shows that no component keeps
+	fold  *outageLog  // folds asynq's lines during an outage
+	tasks taskCounter // counts tasks in flight, for metrics and the stop log
+
+	unhandled handlerWatch // task types fetched without a handler
+	plugins   *pluginhost.Set
+	unsub     []func()
 
 	mu       sync.Mutex
 	phase    phase
@@ -107,44 +105,32 @@ const (
 	phaseStopped
 )
 
-// Redis is the shared application client. The runtime owns it: do not close it.
-func (r *Runtime) Redis() redis.UniversalClient { return r.rdb }
+// Client returns a new handle on taskhost's enqueue client, which holds
+// tasks in the outbox while Redis is down. Closing it closes only that
+// handle.
+func (r *Runtime) Client() *Client { return &Client{o: r.client} }
 
-// State is the current connection state.
-func (r *Runtime) State() State { return r.monitor.State() }
+// OutboxDepth returns how many tasks the outbox holds, waiting for Redis,
+// and their encoded size in bytes.
+func (r *Runtime) OutboxDepth() (tasks int, bytes int64) { return r.client.Depth() }
 
-// Monitor is the connection state monitor; subscribe to it for transitions.
-func (r *Runtime) Monitor() *redisconn.Monitor { return r.monitor }
-
-// Client is taskhost's enqueue client with its outbox.
-func (r *Runtime) Client() *Client { return r.client }
-
-// Cache is the shared cache.
+// Cache is the shared cache: Redis while the connection is ready, a
+// bounded memory store while it is not, switched by the connection monitor
+// only. Use a namespace of your own (Cache().Namespace("myapp")). The
+// runtime owns it: do not Close it.
 func (r *Runtime) Cache() *cache.Cache { return r.cache }
 
-// Limits is the shared rate limiter registry.
+// Limits is the shared rate limiter registry: counting on Redis while the
+// connection is ready, per process in memory while it is not. It serves the
+// ratelimit.limits of the config (Named), limiters of any rate (Limiter),
+// and net/http middleware (HTTPMiddleware). The runtime owns it: do not
+// Close it.
 func (r *Runtime) Limits() *ratelimit.Registry { return r.limits }
 
-// Checks is the health check registry.
-func (r *Runtime) Checks() *healthcheck.Registry { return r.checks }
+// AddCheck adds a health check to /healthz. A failing check makes the
+// report degraded, or down when c.Critical. It returns an error matching
+// healthcheck.ErrInvalidCheck or healthcheck.ErrDuplicateCheck.
+func (r *Runtime) AddCheck(c healthcheck.Check) error { return r.checks.Add(c) }
 
 // Fetching reports whether the queue server is taking new tasks.
 func (r *Runtime) Fetching() bool { return r.fetching.Load() }
-
-// Result is what Client.Submit returns: the task's info, and whether it is
-// held in the outbox rather than in Redis.
-type Result = outbox.Result
-
-// Errors of the Client.
-var (
-	// ErrOutboxFull is returned when Redis is down and the outbox is at
-	// outbox.max_tasks or outbox.max_bytes. The task was not accepted.
-	ErrOutboxFull = outbox.ErrOutboxFull
-	// ErrClosed is returned by a Client used after the runtime stopped.
-	ErrClosed = outbox.ErrClosed
-	// ErrPayloadTooLarge is matched by the error of a task whose payload
-	// is larger than worker.max_payload_bytes: Client, Host.Enqueue and
-	// Host.Schedule refuse it before anything is sent, and a worker
-	// archives one that another client enqueued.
-	ErrPayloadTooLarge = outbox.ErrPayloadTooLarge
-)

@@ -51,7 +51,7 @@ func (r *Runtime) checkScheduleTypes() error {
 	var ps config.Problems
 	for _, name := range slices.Sorted(maps.Keys(r.cfg.Schedules)) {
 		typ := r.cfg.Schedules[name].Type
-		if r.plugins.Handles(typ) {
+		if _, ok := r.plugins.Handles(typ); ok {
 			continue
 		}
 		handled := r.plugins.TaskTypes()

@@ -25,7 +25,7 @@ import (
 // Speed benchmarks (issue 9): bare asynq against the runtime on the same
 // redis-server in the same run, rounds interleaved, each figure the median.
 //
-//	go test -run '^$' -bench BenchmarkSpeed -benchtime 1x ./runtime/
+//	go test -run '^$' -bench BenchmarkSpeed -benchtime 1x .
 //
 // Environment: SPD_N (tasks per drain, 50000), SPD_ROUNDS (3),
 // SPD_RATE (tasks/s of the steady stream, 1000), SPD_LAT (its length, 5s),

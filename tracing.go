@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/taskhost/taskhost/internal/metrics"
 	"github.com/taskhost/taskhost/internal/outbox"
 	"github.com/taskhost/taskhost/internal/schedule"
 	"github.com/taskhost/taskhost/internal/tracing"
@@ -110,7 +111,7 @@ func traceMiddleware(tr *tracing.Tracer) asynq.MiddlewareFunc {
 			defer func() {
 				out := outcome(ctx, err, false)
 				var failed error
-				if out != OutcomeSuccess && out != OutcomeRateLimited {
+				if out != metrics.OutcomeSuccess && out != metrics.OutcomeRateLimited {
 					failed = err
 				}
 				tracing.EndProcess(span, out, failed)

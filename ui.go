@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/ui"
 )
 
@@ -80,7 +80,7 @@ func (r *Runtime) startUI() error {
 	if err != nil {
 		return fmt.Errorf("ui.addr: listen on %s: %w", r.cfg.UI.Addr, err)
 	}
-	srv := healthcheck.NewServer(r.cfg.UI.Addr, mux)
+	srv := health.NewServer(r.cfg.UI.Addr, mux)
 	r.ui.ln, r.ui.srv = ln, srv
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -194,7 +194,7 @@ func TestFetchClientAnswersWithTheRoundRunAgain(t *testing.T) {
 // logging at info to io.Discard, metrics, default timeout) adds per task on
 // top of asynq's mux, the baseline, in the same run:
 //
-//	go test -run '^$' -bench BenchmarkHandlerChain -benchmem ./runtime/
+//	go test -run '^$' -bench BenchmarkHandlerChain -benchmem .
 //
 // BENCH_LOG_LEVEL=warn runs it with the success line filtered out.
 func BenchmarkHandlerChain(b *testing.B) {

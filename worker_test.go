@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskhost/taskhost"
-	"github.com/taskhost/taskhost/internal/redisconn"
 	"github.com/taskhost/taskhost/internal/redistest"
 	"github.com/taskhost/taskhost/plugins"
 	_ "github.com/taskhost/taskhost/plugins/webhook"
@@ -256,7 +255,7 @@ func TestRedisKilledAndRestartedWithAOF(t *testing.T) {
 
 	var mu sync.Mutex
 	var seen []string
-	unsub := rt.Monitor().Subscribe(func(_, to redisconn.State) {
+	unsub := rt.Subscribe(func(_, to taskhost.State) {
 		mu.Lock()
 		seen = append(seen, to.String())
 		mu.Unlock()

@@ -108,13 +108,13 @@ func BenchmarkFallbackDown(b *testing.B) {
 	ctx := context.Background()
 	srv := redistest.Start(b)
 	rc := newClient(b, srv.Addr())
-	sw := &readySwitch{}
-	f := cache.New(rc, cache.Options{Logger: quiet, Watch: sw.watch})
+	sw := &redistest.Switch{}
+	f := cache.New(rc, cache.Options{Logger: quiet, Watch: sw.Watch})
 	b.Cleanup(f.Close)
-	sw.set(true)
+	sw.Set(true)
 	s := f.Namespace("bench")
 	srv.Kill()
-	sw.set(false)
+	sw.Set(false)
 	if err := s.Set(ctx, "k", benchValue, time.Minute); err != nil {
 		b.Fatal(err)
 	}

@@ -70,7 +70,9 @@ func New(client redis.UniversalClient, opts Options) *Cache {
 func (f *Cache) Namespace(ns string) Store { return f.c.namespace(ns) }
 
 // setRedisReady marks Redis ready or not; Options.Watch calls it. A change
-// is logged once and counted; switching to Redis drops the memory entries.
+// is counted and logged once, at DEBUG: whoever tells the state (the
+// runtime's connection monitor) reports the outage. Switching to Redis
+// drops the memory entries.
 // It is safe to call concurrently with traffic.
 func (f *Cache) setRedisReady(ready bool) {
 	f.mu.Lock()
@@ -81,12 +83,12 @@ func (f *Cache) setRedisReady(ready bool) {
 	f.ready.Store(ready)
 	f.switches.Add(1)
 	if !ready {
-		f.log.Warn("cache switched to memory: Redis is not ready", "backend", BackendMemory)
+		f.log.Debug("cache switched to memory: Redis is not ready", "backend", BackendMemory)
 		return
 	}
 	f.dirty.Store(false)
 	dropped := f.mem.clear()
-	f.log.Info("cache switched to Redis; memory entries dropped", "backend", BackendRedis, "dropped", dropped)
+	f.log.Debug("cache switched to Redis; memory entries dropped", "backend", BackendRedis, "dropped", dropped)
 }
 
 // Backend returns BackendRedis while marked ready, BackendMemory otherwise.

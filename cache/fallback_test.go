@@ -40,19 +40,19 @@ type fallbackEnv struct {
 	raw  *redis.Client // a separate client to check Redis directly
 	hook *countingHook // counts what the cache's client sends
 	f    *cache.Cache
-	sw   *readySwitch // the state, as the runtime's monitor would tell it
+	sw   *redistest.Switch // the state, as the runtime's monitor would tell it
 	errs *errRecorder
 	logs *bytes.Buffer
 }
 
 func setupFallback(t *testing.T) *fallbackEnv {
 	t.Helper()
-	e := &fallbackEnv{srv: redistest.Start(t), hook: &countingHook{}, sw: &readySwitch{}, errs: &errRecorder{}, logs: &bytes.Buffer{}}
+	e := &fallbackEnv{srv: redistest.Start(t), hook: &countingHook{}, sw: &redistest.Switch{}, errs: &errRecorder{}, logs: &bytes.Buffer{}}
 	e.rc = newClient(t, e.srv.Addr())
 	e.rc.AddHook(e.hook)
 	e.raw = newClient(t, e.srv.Addr())
-	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: e.logs}, nil))
-	e.f = cache.New(e.rc, cache.Options{Logger: logger, OnRedisError: e.errs.record, MaxValueBytes: 1 << 10, Watch: e.sw.watch})
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.f = cache.New(e.rc, cache.Options{Logger: logger, OnRedisError: e.errs.record, MaxValueBytes: 1 << 10, Watch: e.sw.Watch})
 	t.Cleanup(e.f.Close)
 	return e
 }
@@ -109,7 +109,7 @@ func TestFallbackSwitchDropsMemory(t *testing.T) {
 	s := e.f.Namespace("sw")
 
 	require.NoError(t, s.Set(ctx, "k", []byte("memory"), 0))
-	e.sw.set(true)
+	e.sw.Set(true)
 	require.Equal(t, cache.BackendRedis, e.f.Backend())
 	_, err := s.Get(ctx, "k")
 	require.ErrorIs(t, err, cache.ErrNotFound, "on Redis: the memory entry is not served")
@@ -119,8 +119,8 @@ func TestFallbackSwitchDropsMemory(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "redis", raw)
 
-	e.sw.set(true) // no change: not counted, not logged
-	e.sw.set(false)
+	e.sw.Set(true) // no change: not counted, not logged
+	e.sw.Set(false)
 	_, err = s.Get(ctx, "k")
 	require.ErrorIs(t, err, cache.ErrNotFound, "memory was dropped when switching to Redis")
 	require.EqualValues(t, 2, e.f.Switches())
@@ -148,7 +148,7 @@ func testOutage(t *testing.T, stop func(*redistest.Server), start func(*testing.
 	e := setupFallback(t)
 	ctx := ctxT(t)
 	s := e.f.Namespace("jobs")
-	e.sw.set(true)
+	e.sw.Set(true)
 
 	require.NoError(t, s.Set(ctx, "before", []byte("on-redis"), 0))
 	raw, err := e.raw.Get(ctx, rawKey("jobs", "before")).Result()
@@ -180,7 +180,7 @@ func testOutage(t *testing.T, stop func(*redistest.Server), start func(*testing.
 	require.EqualValues(t, len(errs), e.f.Stats().RedisErrors)
 
 	// The monitor notices: memory only, no dial waits, Redis untouched.
-	e.sw.set(false)
+	e.sw.Set(false)
 	dials, cmds := e.hook.dials.Load(), e.hook.cmds.Load()
 	got, err := getString(ctx, s, "during-0")
 	require.NoError(t, err)
@@ -198,7 +198,7 @@ func testOutage(t *testing.T, stop func(*redistest.Server), start func(*testing.
 	start(t, e.srv)
 	require.Eventually(t, func() bool { return e.raw.Ping(ctx).Err() == nil }, 5*time.Second, 20*time.Millisecond)
 	require.NoError(t, e.raw.Set(ctx, rawKey("jobs", "stale"), "from-redis", 0).Err())
-	e.sw.set(true)
+	e.sw.Set(true)
 	require.EqualValues(t, 3, e.f.Switches())
 
 	got, err = getString(ctx, s, "stale")
@@ -228,7 +228,7 @@ func TestFallbackRedisRecoversBeforeMonitor(t *testing.T) {
 	e := setupFallback(t)
 	ctx := ctxT(t)
 	s := e.f.Namespace("blip")
-	e.sw.set(true)
+	e.sw.Set(true)
 	require.NoError(t, s.Set(ctx, "warm", []byte("w"), 0))
 
 	e.srv.Kill()
@@ -238,7 +238,7 @@ func TestFallbackRedisRecoversBeforeMonitor(t *testing.T) {
 	require.Eventually(t, func() bool { return s.Set(ctx, "k", []byte("new"), 0) == nil }, 5*time.Second, 20*time.Millisecond)
 	n := len(e.errs.all())
 
-	e.sw.set(false) // a later outage
+	e.sw.Set(false) // a later outage
 	_, err := s.Get(ctx, "k")
 	require.ErrorIs(t, err, cache.ErrNotFound, "the value from the blip is not served")
 	require.GreaterOrEqual(t, n, 1)
@@ -251,7 +251,7 @@ func TestFallbackKeepsRedisAnswers(t *testing.T) {
 	e := setupFallback(t)
 	ctx := ctxT(t)
 	s := e.f.Namespace("wt")
-	e.sw.set(true)
+	e.sw.Set(true)
 	require.NoError(t, e.raw.LPush(ctx, rawKey("wt", "list"), "x").Err())
 	_, err := s.Get(ctx, "list")
 	require.Error(t, err)
@@ -300,7 +300,7 @@ func TestSwitchUnderTraffic(t *testing.T) {
 		})
 	}
 	for i := range 200 {
-		e.sw.set(i%2 == 0)
+		e.sw.Set(i%2 == 0)
 		_ = e.f.Backend()
 		_ = e.f.Stats()
 		for ops.Load() < int64(4*i) && len(errs) == 0 {
@@ -327,11 +327,11 @@ func TestWatch(t *testing.T) {
 	require.Zero(t, unwatched.Switches())
 	unwatched.Close()
 
-	sw := &readySwitch{}
-	watched := cache.New(rc, cache.Options{Logger: quiet, Watch: sw.watch})
+	sw := &redistest.Switch{}
+	watched := cache.New(rc, cache.Options{Logger: quiet, Watch: sw.Watch})
 	require.Equal(t, cache.BackendMemory, watched.Backend(), "with Watch, memory until told ready")
-	sw.set(true)
+	sw.Set(true)
 	require.Equal(t, cache.BackendRedis, watched.Backend())
 	watched.Close()
-	require.True(t, sw.stopped.Load(), "Close ends the watch")
+	require.True(t, sw.Stopped(), "Close ends the watch")
 }

@@ -26,7 +26,8 @@ type Options struct {
 	// MemoryMaxEntries bounds the memory store (cache.memory.max_entries).
 	// Unused by NewRedis.
 	MemoryMaxEntries int
-	// Logger receives the fallback's switch messages; slog.Default when nil.
+	// Logger receives the fallback's switch messages, at DEBUG;
+	// slog.Default when nil.
 	// The attribute component=cache is added.
 	Logger *slog.Logger
 	// OnRedisError, when set, is called by the fallback store (New) for each

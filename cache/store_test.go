@@ -42,7 +42,7 @@ var storeKinds = []storeKind{
 		return f
 	}},
 	{"fallback-not-ready", false, func(t *testing.T, rc *redis.Client) namespacer {
-		f := cache.New(rc, cache.Options{MaxValueBytes: testMaxValue, Logger: quiet, Watch: (&readySwitch{}).watch})
+		f := cache.New(rc, cache.Options{MaxValueBytes: testMaxValue, Logger: quiet, Watch: (&redistest.Switch{}).Watch})
 		t.Cleanup(f.Close) // watched, and never told ready
 		return f
 	}},

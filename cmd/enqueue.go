@@ -37,6 +37,7 @@ type enqueueArgs struct {
 	maxRetry                     int
 	path                         string
 	dev                          bool
+	strict                       bool
 }
 
 func parseEnqueue(args []string, stderr io.Writer) (*enqueueArgs, *flag.FlagSet, error) {
@@ -53,6 +54,7 @@ func parseEnqueue(args []string, stderr io.Writer) (*enqueueArgs, *flag.FlagSet,
 	fs.IntVar(&a.maxRetry, "max-retry", 0, "maximum retries (`n`, 0-1000; default: the worker's worker.max_retry)")
 	fs.StringVar(&a.path, "config", "./config.yaml", "config file `path`")
 	fs.BoolVar(&a.dev, "dev", false, "use the -dev worker's embedded Redis at redis.embedded.addr")
+	fs.BoolVar(&a.strict, "strict", false, "refuse a task type that no enabled, compiled-in plugin handles (exit 2), instead of warning")
 	if err := fs.Parse(args); err != nil {
 		return nil, fs, err
 	}
@@ -76,9 +78,10 @@ func parseEnqueue(args []string, stderr io.Writer) (*enqueueArgs, *flag.FlagSet,
 	return a, fs, nil
 }
 
-// options turns the flags into asynq options; maxRetryDefault applies when
-// -max-retry is not given. a.id must be set.
-func (a *enqueueArgs) options(maxRetryDefault int) ([]asynq.Option, error) {
+// options turns the flags into asynq options; the task type's defaults and
+// worker.max_retry fill in what they leave unset (taskTypeCheck.options).
+// a.id must be set.
+func (a *enqueueArgs) options() ([]asynq.Option, error) {
 	var opts []asynq.Option
 	if a.queue != "" {
 		opts = append(opts, asynq.Queue(a.queue))
@@ -97,11 +100,10 @@ func (a *enqueueArgs) options(maxRetryDefault int) ([]asynq.Option, error) {
 	if a.unique > 0 {
 		opts = append(opts, asynq.Unique(a.unique))
 	}
-	mr := a.maxRetry
-	if mr < 0 {
-		mr = maxRetryDefault
+	if a.maxRetry >= 0 {
+		opts = append(opts, asynq.MaxRetry(a.maxRetry))
 	}
-	return append(opts, asynq.MaxRetry(mr)), nil
+	return opts, nil
 }
 
 // enqueueTimeout bounds the enqueue, so that an unreachable Redis fails the
@@ -136,11 +138,21 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if a.id == "" {
 		a.id = uuid.NewString()
 	}
-	opts, err := a.options(cfg.Worker.MaxRetry)
+	flagOpts, err := a.options()
 	if err != nil {
 		fmt.Fprintf(stderr, "worker enqueue: %v\n", err)
 		return ExitUsage
 	}
+	task := asynq.NewTask(a.taskType, []byte(a.payload))
+	check := checkTaskType(ctx, cfg, a.taskType)
+	if msg := check.problem(a.taskType, a.path); msg != "" {
+		if a.strict {
+			fmt.Fprintf(stderr, "worker enqueue: %s; not enqueued (-strict)\n", msg)
+			return ExitUsage
+		}
+		fmt.Fprintf(stderr, "worker enqueue: warning: %s\n", msg)
+	}
+	opts := check.options(task, flagOpts, cfg.Worker.MaxRetry)
 	quietRedis.Do(func() {
 		// go-redis would print each failed dial itself; the error below says it once.
 		redis.SetLogger(redisconn.LibraryLogger(slog.New(slog.DiscardHandler)))
@@ -162,7 +174,6 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	client := asynq.NewClientFromRedisClient(rdb)
 	ectx, cancel := context.WithTimeout(ctx, enqueueTimeout)
 	defer cancel()
-	task := asynq.NewTask(a.taskType, []byte(a.payload))
 	var span trace.Span
 	if tr != nil {
 		headers := map[string]string{}

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/redistest"
 )
 
@@ -72,11 +73,11 @@ func h5Round(t *testing.T, base string) map[string]h5Answer {
 }
 
 // h5Decode decodes a /healthz body strictly into a Report.
-func h5Decode(t *testing.T, body string) healthcheck.Report {
+func h5Decode(t *testing.T, body string) health.Report {
 	t.Helper()
 	dec := json.NewDecoder(strings.NewReader(body))
 	dec.DisallowUnknownFields()
-	var rep healthcheck.Report
+	var rep health.Report
 	require.NoError(t, dec.Decode(&rep), "/healthz is a Report:\n%s", body)
 	require.NotEmpty(t, rep.Version)
 	require.NotNil(t, rep.Connection)
@@ -84,7 +85,7 @@ func h5Decode(t *testing.T, body string) healthcheck.Report {
 	return rep
 }
 
-func h5ActiveFallbacks(rep healthcheck.Report) []string {
+func h5ActiveFallbacks(rep health.Report) []string {
 	var out []string
 	for _, f := range rep.Fallbacks {
 		if f.Active {
@@ -97,11 +98,11 @@ func h5ActiveFallbacks(rep healthcheck.Report) []string {
 // h5WaitOK waits until /healthz says ok.
 func h5WaitOK(t *testing.T, base string) {
 	t.Helper()
-	var rep healthcheck.Report
+	var rep health.Report
 	require.Eventually(t, func() bool {
 		a := h5Do(t, http.MethodGet, base+"/healthz", nil)
 		rep = h5Decode(t, a.body)
-		return rep.Status == healthcheck.StatusOK
+		return rep.Status == health.StatusOK
 	}, 5*time.Second, 20*time.Millisecond, "status %s: %v", rep.Status, rep.Reasons)
 }
 
@@ -143,7 +144,7 @@ func TestBinaryProbesThroughRedisOutage(t *testing.T) {
 		require.Equal(t, http.StatusOK, up[p].code, "%s: %s", p, up[p].body)
 	}
 	rep := h5Decode(t, up["/healthz"].body)
-	require.Equal(t, healthcheck.StatusOK, rep.Status, "reasons: %v", rep.Reasons)
+	require.Equal(t, health.StatusOK, rep.Status, "reasons: %v", rep.Reasons)
 	require.True(t, rep.Ready)
 	require.Equal(t, "ready", rep.Connection.State)
 	require.NotNil(t, rep.Redis)
@@ -160,13 +161,13 @@ func TestBinaryProbesThroughRedisOutage(t *testing.T) {
 	require.True(t, strings.HasPrefix(down["/readyz"].body, "not ready: "), down["/readyz"].body)
 	require.Equal(t, http.StatusOK, down["/metrics"].code)
 	rep = h5Decode(t, down["/healthz"].body)
-	require.Contains(t, []healthcheck.Status{healthcheck.StatusDown, healthcheck.StatusDegraded}, rep.Status)
+	require.Contains(t, []health.Status{health.StatusDown, health.StatusDegraded}, rep.Status)
 	require.False(t, rep.Ready)
 	require.Subset(t, h5ActiveFallbacks(rep), []string{"cache", "ratelimit"})
 	require.Contains(t, rep.Reasons, "fallback active: cache (depth 0)")
 	require.NotEmpty(t, rep.Connection.LastError)
 	wantCode := http.StatusOK
-	if rep.Status == healthcheck.StatusDown {
+	if rep.Status == health.StatusDown {
 		wantCode = http.StatusServiceUnavailable
 	}
 	require.Equal(t, wantCode, down["/healthz"].code)
@@ -237,7 +238,7 @@ func TestBinaryFrozenRedisProbesWithinTimeout(t *testing.T) {
 		require.Equal(t, http.StatusOK, round["/livez"].code, when)
 		require.Equal(t, http.StatusOK, round["/metrics"].code, when)
 		rep := h5Decode(t, round["/healthz"].body)
-		require.NotEqual(t, healthcheck.StatusOK, rep.Status, when)
+		require.NotEqual(t, health.StatusOK, rep.Status, when)
 		if when == "just frozen" {
 			// The ping fails by the client's read timeout or the probe's deadline.
 			src := map[string]healthcheck.CheckStatus{}

@@ -14,7 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/redistest"
 )
 
@@ -24,12 +24,12 @@ func writeConfig(t *testing.T, path, body string) {
 }
 
 // healthConfig reads the config section of base/healthz.
-func healthConfig(t *testing.T, base string) healthcheck.ConfigInfo {
+func healthConfig(t *testing.T, base string) health.ConfigInfo {
 	t.Helper()
 	resp, err := probeClient.Get(base + "/healthz")
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	var rep healthcheck.Report
+	var rep health.Report
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&rep))
 	require.NotNil(t, rep.Config, "/healthz has a config section")
 	return *rep.Config
@@ -154,7 +154,8 @@ func TestReloadRefusesRedisURLAndAppliesLogFormat(t *testing.T) {
 	require.Contains(t, stdout, "applied generation=2 keys=log.format")
 	_, err = client.Enqueue(deliverTask(t, hooks.URL+"/json"))
 	require.NoError(t, err)
-	w.waitLog(t, `"msg":"task done"`, 10*time.Second)
+	hooks.waitCount(t, "/json", 1, 10*time.Second)
+	w.waitLog(t, `"msg":"config reloaded"`, 10*time.Second)
 	require.Equal(t, 2, int(healthConfig(t, base).Generation))
 
 	// The endpoint takes POST from loopback only, and never from a browser.

@@ -138,7 +138,7 @@ func tracedWorker(t *testing.T, more ...string) (*redistest.Server, *tracetest.R
 
 func TestTracesFollowATaskAcrossProcesses(t *testing.T) {
 	t.Parallel()
-	s, rcv, hooks, w := tracedWorker(t)
+	s, rcv, hooks, w := tracedWorker(t, "LOG_LEVEL=debug") // a success's task line is at debug
 	prodEnv := append([]string{"REDIS_URL=" + s.URL()}, otelEnv(rcv, "producer")...)
 	var traces []string
 

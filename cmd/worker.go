@@ -30,7 +30,8 @@ func newWorkerFlags(stderr io.Writer) *workerFlags {
 	f := &workerFlags{fs: flag.NewFlagSet("worker", flag.ContinueOnError), keys: map[string]string{}}
 	f.fs.SetOutput(stderr)
 	f.fs.StringVar(&f.path, "config", "./config.yaml", "config file `path`")
-	f.fs.BoolVar(&f.dev, "dev", false, "development mode: embedded Redis on 127.0.0.1:6380 and the built-in plugins")
+	f.fs.BoolVar(&f.dev, "dev", false, "development mode: an in-process Redis on redis.embedded.addr ("+
+		taskhost.DefaultConfig().Redis.Embedded.Addr+"; REDIS_EMBEDDED_ADDR to change it) and the built-in plugins")
 	f.fs.BoolVar(&f.checkConfig, "check-config", false, "validate the config and exit 0 (valid) or 2 (invalid)")
 	f.fs.BoolVar(&f.version, "version", false, "print the version and exit")
 	f.override("redis-url", "redis.url", "Redis `URL` (redis:// or rediss://)")
@@ -52,7 +53,8 @@ func (f *workerFlags) override(name, key, usage string) {
 
 // loadOptions turns the flags the user set into config load options.
 func (f *workerFlags) loadOptions() taskhost.LoadOptions {
-	opts := taskhost.LoadOptions{Path: f.path, Dev: f.dev, Flags: map[string]any{}}
+	// The worker reports the plugins' problems with the rest, in one error.
+	opts := taskhost.LoadOptions{Path: f.path, Dev: f.dev, Flags: map[string]any{}, CheckPlugins: true}
 	f.fs.Visit(func(fl *flag.Flag) {
 		if fl.Name == "config" {
 			opts.PathExplicit = true
@@ -79,8 +81,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	cfg, err := taskhost.LoadConfig(f.loadOptions())
 	if err == nil && f.checkConfig {
-		// Plugins decode their own sections when provisioned.
-		err = taskhost.CheckConfig(ctx, cfg)
+		err = taskhost.CheckConfig(ctx, cfg) // also builds what New builds
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: config: %v\n", err)

@@ -206,7 +206,7 @@ func TestSecondSignalForcesExit(t *testing.T) {
 	w := startWorker(t, workerEnv(s, "WORKER_SHUTDOWN_TIMEOUT=60s"))
 	hooks.waitCount(t, "/slow", 1, 20*time.Second)
 	w.signal(t, syscall.SIGTERM)
-	w.waitLog(t, "shutdown: stopping scheduler and queue server", 5*time.Second)
+	w.waitLog(t, `msg="stopping: waiting for in-flight tasks" component=runtime tasks=1`, 5*time.Second)
 	begin := time.Now()
 	w.signal(t, syscall.SIGTERM)
 	require.Equal(t, 1, w.wait(t, 10*time.Second), "a forced exit is a failure")

@@ -2,7 +2,18 @@ package healthcheck
 
 import (
 	"context"
+	"errors"
 	"time"
+)
+
+// Errors for a check that cannot be added. They come back from
+// plugins.Host.AddCheck (as a provisioning error) and Runtime.AddCheck.
+var (
+	// ErrInvalidCheck is returned for an empty name, a nil Run or a
+	// negative timeout.
+	ErrInvalidCheck = errors.New("healthcheck: invalid check")
+	// ErrDuplicateCheck is returned for a name that is taken.
+	ErrDuplicateCheck = errors.New("healthcheck: duplicate check name")
 )
 
 // Check is one named health check.

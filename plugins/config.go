@@ -1,6 +1,10 @@
 package plugins
 
-import "github.com/taskhost/taskhost/internal/config"
+import (
+	"strings"
+
+	"github.com/taskhost/taskhost/internal/config"
+)
 
 // ErrInvalidConfig is matched, with errors.Is, by every error of
 // DecodeConfig and by every *ConfigError. The worker exits with code 2
@@ -30,12 +34,28 @@ func DecodeConfig(id string, section map[string]any, v any) error {
 // ConfigError is a problem that a plugin finds in its own settings after
 // decoding them, e.g. a rate that does not parse. It matches
 // ErrInvalidConfig, so the worker treats it as a config error.
+//
+// Err may itself be a config error, such as what Host.Schedule returns for
+// a bad cron spec or Host.Limiter for a bad rate: ConfigError then names Key
+// in place of the key that error named, so that
+//
+//	&plugins.ConfigError{Key: "plugins.canary.every", Err: err}
+//
+// reads "plugins.canary.every: schedule "every minute" for canary:tick: ...",
+// with the key once.
 type ConfigError struct {
 	Key string // the full key, e.g. plugins.webhook.rate
 	Err error
 }
 
-func (e *ConfigError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *ConfigError) Error() string {
+	ps := config.Rekey(e.Key, e.Err)
+	msgs := make([]string, len(ps))
+	for i, p := range ps {
+		msgs[i] = p.Message
+	}
+	return e.Key + ": " + strings.Join(msgs, "; ")
+}
 
 // Unwrap returns the underlying error.
 func (e *ConfigError) Unwrap() error { return e.Err }

@@ -110,15 +110,15 @@ func BenchmarkDownCheck(b *testing.B) {
 	b.Run("redis-killed-not-ready", func(b *testing.B) {
 		srv := redistest.Start(b)
 		c := fastClient(b, srv.Addr())
-		sw := &readySwitch{}
-		reg, err := ratelimit.New(c, ratelimit.Options{Logger: quietLogger(), Watch: sw.watch})
+		sw := &redistest.Switch{}
+		reg, err := ratelimit.New(c, ratelimit.Options{Logger: quietLogger(), Watch: sw.Watch})
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer reg.Close()
-		sw.set(true)
+		sw.Set(true)
 		srv.Kill()
-		sw.set(false)
+		sw.Set(false)
 		run(b, reg)
 	})
 	b.Run("memory-only", func(b *testing.B) {

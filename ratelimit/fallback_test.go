@@ -62,7 +62,7 @@ func testOutage(t *testing.T, stop func(*redistest.Server), start func(*testing.
 	require.GreaterOrEqual(t, e.reg.Stats().RedisErrors, uint64(3))
 
 	// Told not ready: memory at once, no dial waits.
-	e.sw.set(false)
+	e.sw.Set(false)
 	require.Equal(t, ratelimit.BackendMemory, e.reg.Backend())
 	errsBefore := e.redisErrs.Load()
 	var slowest time.Duration
@@ -79,7 +79,7 @@ func testOutage(t *testing.T, stop func(*redistest.Server), start func(*testing.
 
 	start(t, e.srv)
 	require.NoError(t, e.admin.Del(ctx, ratelimit.KeyPrefix+"outage:k").Err())
-	e.sw.set(true)
+	e.sw.Set(true)
 	require.Equal(t, ratelimit.BackendRedis, e.reg.Backend())
 	for i := 1; i <= 3; i++ {
 		_, err := l.Allow(ctx, "k")
@@ -92,6 +92,7 @@ func testOutage(t *testing.T, stop func(*redistest.Server), start func(*testing.
 	require.Equal(t, 1, strings.Count(logs, "moved to memory"), logs)
 	require.Equal(t, 2, strings.Count(logs, "is on Redis"), logs)
 	require.Contains(t, logs, "component=ratelimit")
+	require.NotContains(t, logs, "level=WARN", "whoever tells the state reports the switch; the registry's lines are detail")
 }
 
 func TestLazyRedisStore(t *testing.T) {
@@ -102,9 +103,10 @@ func TestLazyRedisStore(t *testing.T) {
 	c := fastClient(t, srv.Addr())
 	admin := adminClient(t, srv.Addr())
 
-	newReg := func() (*ratelimit.Registry, *ratelimit.Limiter, *readySwitch) {
-		sw := &readySwitch{}
-		reg, err := ratelimit.New(c, ratelimit.Options{Logger: quietLogger(), Watch: sw.watch})
+	logs := &syncBuffer{}
+	newReg := func() (*ratelimit.Registry, *ratelimit.Limiter, *redistest.Switch) {
+		sw := &redistest.Switch{}
+		reg, err := ratelimit.New(c, ratelimit.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Watch: sw.Watch})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = reg.Close() })
 		l, err := reg.Limiter("lazy", "100-S")
@@ -122,14 +124,18 @@ func TestLazyRedisStore(t *testing.T) {
 	// scripts cannot load, so it stays on memory, within the client's bound.
 	regB, lb, swB := newReg()
 	began := time.Now()
-	swB.set(true)
+	swB.Set(true)
 	require.Less(t, time.Since(began), 2*maxCallWhileUndetected)
 	require.Equal(t, ratelimit.BackendMemory, regB.Backend())
 	_, err = lb.Allow(ctx, "b")
 	require.NoError(t, err)
+	// An unreachable Redis is the monitor's to report; the registry's line
+	// is detail, and one line (ulule's error carries a stack trace).
+	require.Contains(t, logs.String(), `level=DEBUG msg="cannot load the rate limit scripts`)
+	require.Equal(t, 1, strings.Count(strings.TrimSpace(logs.String()), "\n")+1, "one line:\n%s", logs.String())
 
 	srv.MustRestart(t)
-	swA.set(true)
+	swA.Set(true)
 	require.Equal(t, ratelimit.BackendRedis, regA.Backend())
 	_, err = la.Allow(ctx, "a")
 	require.NoError(t, err)
@@ -149,11 +155,11 @@ func TestTwoRegistriesShareGlobalLimit(t *testing.T) {
 	ctx := context.Background()
 	var limiters []*ratelimit.Limiter
 	for i := 0; i < 2; i++ {
-		sw := &readySwitch{}
-		reg, err := ratelimit.New(fastClient(t, srv.Addr()), ratelimit.Options{Logger: quietLogger(), Watch: sw.watch})
+		sw := &redistest.Switch{}
+		reg, err := ratelimit.New(fastClient(t, srv.Addr()), ratelimit.Options{Logger: quietLogger(), Watch: sw.Watch})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = reg.Close() })
-		sw.set(true)
+		sw.Set(true)
 		l, err := reg.Limiter("global", "100-S")
 		require.NoError(t, err)
 		limiters = append(limiters, l)
@@ -196,12 +202,12 @@ func TestTwoRegistriesShareGlobalLimit(t *testing.T) {
 func TestSwitchesWithoutRedisClient(t *testing.T) {
 	t.Parallel()
 	buf := &syncBuffer{}
-	sw := &readySwitch{}
-	reg, err := ratelimit.New(nil, ratelimit.Options{Logger: slog.New(slog.NewTextHandler(buf, nil)), Watch: sw.watch})
+	sw := &redistest.Switch{}
+	reg, err := ratelimit.New(nil, ratelimit.Options{Logger: slog.New(slog.NewTextHandler(buf, nil)), Watch: sw.Watch})
 	require.NoError(t, err)
 	defer reg.Close()
-	sw.set(true)
-	sw.set(false)
+	sw.Set(true)
+	sw.Set(false)
 	require.Zero(t, reg.Switches(), "a memory-only registry never switches")
 	require.Empty(t, buf.String())
 }

@@ -52,7 +52,7 @@ func TestHTTPMiddleware(t *testing.T) {
 	require.Equal(t, uint64(1), e.reg.Stats().Rejections)
 
 	// A custom key, here an API token header, on the memory backend.
-	e.sw.set(false)
+	e.sw.Set(false)
 	byToken, err := e.reg.HTTPMiddleware("token", "1-S", ratelimit.HTTPOptions{
 		Key: func(r *http.Request) string { return r.Header.Get("X-Token") },
 	})

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskhost/taskhost/internal/connerr"
 	"github.com/ulule/limiter/v3"
 	redisstore "github.com/ulule/limiter/v3/drivers/store/redis"
 )
@@ -39,8 +41,10 @@ type Options struct {
 	// Limits are the configured named rates, ratelimit.limits.<name>, e.g.
 	// {"api": "100-S"}. Named hands them out.
 	Limits map[string]string
-	// Logger receives one line per backend switch; slog.Default() when nil.
-	// The attribute component=ratelimit is added.
+	// Logger receives one line per backend switch, at DEBUG (whoever calls
+	// SetRedisReady reports the outage: the runtime's connection monitor),
+	// and a warning when the Redis scripts cannot be loaded; slog.Default()
+	// when nil. The attribute component=ratelimit is added.
 	Logger *slog.Logger
 	// OnRedisError, when set, is called for each check that Redis failed
 	// with a connection-type error while the Registry was marked ready. That
@@ -254,9 +258,16 @@ func (r *Registry) buildLocked() {
 		Prefix: strings.TrimSuffix(KeyPrefix, ":"),
 	})
 	if err != nil {
+		// ulule's error carries a stack trace that slog would print in
+		// full (%+v): log its message. A Redis that cannot be reached is
+		// the monitor's to report; one that refuses the scripts is news.
 		if !r.buildFailed {
-			r.log.Warn("cannot load the rate limit scripts into Redis; counting stays in memory, per instance",
-				"error", err)
+			level := slog.LevelWarn
+			if connerr.Down(err) {
+				level = slog.LevelDebug
+			}
+			r.log.Log(context.Background(), level, "cannot load the rate limit scripts into Redis; counting stays in memory, per instance",
+				"error", strings.ReplaceAll(err.Error(), "\n", " "))
 		}
 		r.buildFailed = true
 		return
@@ -275,10 +286,10 @@ func (r *Registry) noteBackendLocked() {
 	r.switches.Add(1)
 	if now == BackendRedis {
 		r.mem.drop() // stale per-instance counts must not return at the next outage
-		r.log.Info("rate limiting is on Redis; limits are global again", "backend", now)
+		r.log.Debug("rate limiting is on Redis; limits are global again", "backend", now)
 		return
 	}
-	r.log.Warn("rate limiting moved to memory while Redis is not ready; limits apply per instance",
+	r.log.Debug("rate limiting moved to memory while Redis is not ready; limits apply per instance",
 		"backend", now)
 }
 
@@ -295,6 +306,21 @@ func (r *Registry) redisFailed(err error) {
 // name share their counters, so give each use its own name.
 func (r *Registry) Limiter(name, rate string) (*Limiter, error) {
 	return r.newLimiter(name, rate, "ratelimit: limiter "+name)
+}
+
+// LimiterRate is Limiter for a rate given as a count and a period, such as
+// limiter.Rate{Limit: 5, Period: 10 * time.Second}: any period, not only
+// ulule's S, M, H and D. The limit must be at least 1 and the period positive.
+func (r *Registry) LimiterRate(name string, rate limiter.Rate) (*Limiter, error) {
+	if name == "" {
+		return nil, fmt.Errorf("ratelimit: a limiter needs a name")
+	}
+	if rate.Limit < 1 || rate.Period <= 0 {
+		return nil, fmt.Errorf("ratelimit: limiter %s: %d per %s is %w (at least 1 event per a positive period)", name, rate.Limit, rate.Period, ErrBadRate)
+	}
+	l := &Limiter{reg: r, name: name}
+	l.rate.Store(&rate)
+	return l, nil
 }
 
 func (r *Registry) newLimiter(name, rate, key string) (*Limiter, error) {

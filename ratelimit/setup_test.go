@@ -54,7 +54,7 @@ type env struct {
 	client    *redis.Client
 	admin     *redis.Client
 	reg       *ratelimit.Registry
-	sw        *readySwitch // the state, as the runtime's monitor would tell it
+	sw        *redistest.Switch // the state, as the runtime's monitor would tell it
 	log       *syncBuffer
 	redisErrs atomic.Int64
 }
@@ -71,20 +71,20 @@ func setup(t *testing.T, opts ...setupOpts) *env {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	e := &env{srv: redistest.Start(t), sw: &readySwitch{}, log: &syncBuffer{}}
+	e := &env{srv: redistest.Start(t), sw: &redistest.Switch{}, log: &syncBuffer{}}
 	e.client = fastClient(t, e.srv.Addr())
 	e.admin = adminClient(t, e.srv.Addr())
 	reg, err := ratelimit.New(e.client, ratelimit.Options{
 		Limits:       o.limits,
-		Logger:       slog.New(slog.NewTextHandler(e.log, nil)),
+		Logger:       slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		OnRedisError: func(error) { e.redisErrs.Add(1) },
-		Watch:        e.sw.watch,
+		Watch:        e.sw.Watch,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = reg.Close() })
 	e.reg = reg
 	if !o.notReady {
-		e.sw.set(true)
+		e.sw.Set(true)
 		require.Equal(t, ratelimit.BackendRedis, reg.Backend())
 	}
 	return e
@@ -102,17 +102,3 @@ func (e *env) redisCount(t *testing.T, key string) int64 {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// readySwitch stands in for the runtime's connection monitor: it is a
-// ratelimit.Options.Watch that lets the test say when Redis is ready.
-type readySwitch struct {
-	setReady func(bool)
-	stopped  atomic.Bool
-}
-
-func (s *readySwitch) watch(setReady func(bool)) func() {
-	s.setReady = setReady
-	return func() { s.stopped.Store(true) }
-}
-
-func (s *readySwitch) set(ready bool) { s.setReady(ready) }

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/taskhost/taskhost"
-	"github.com/taskhost/taskhost/internal/redisconn"
 	"github.com/taskhost/taskhost/internal/redistest"
 )
 
@@ -178,12 +177,12 @@ func (h *harness) outbox(ctx context.Context, store string) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := rt.Monitor().Wait(wctx, redisconn.Ready); err != nil {
+	if err := rt.WaitReady(wctx); err != nil {
 		return fmt.Errorf("redis back: %w", err)
 	}
 	start := time.Now()
 	deadline := start.Add(time.Minute + time.Duration(n)*time.Second/500)
-	for depth, _ := rt.Client().Depth(); depth > 0; depth, _ = rt.Client().Depth() {
+	for depth, _ := rt.OutboxDepth(); depth > 0; depth, _ = rt.OutboxDepth() {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("replay: %d of %d tasks still held after %s", depth, n, time.Since(start))
 		}

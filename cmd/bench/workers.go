@@ -10,7 +10,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskhost/taskhost"
-	"github.com/taskhost/taskhost/internal/redisconn"
 )
 
 // worker is a started worker.
@@ -113,7 +112,7 @@ func startReady(ctx context.Context, rt *taskhost.Runtime) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
-	if err := rt.Monitor().Wait(wctx, redisconn.Ready); err != nil {
+	if err := rt.WaitReady(wctx); err != nil {
 		_ = rt.Stop(context.Background())
 		return fmt.Errorf("taskhost: redis not ready: %w", err)
 	}

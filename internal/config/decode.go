@@ -383,16 +383,30 @@ func Show(key string, v any) string {
 
 // suggest returns " (did you mean x?)" for a near miss among the known keys.
 func suggest(name string, fields map[string]int, prefix string) string {
-	best, bestDist := "", 3
+	names := make([]string, 0, len(fields))
 	for f := range fields {
+		names = append(names, f)
+	}
+	best, ok := Nearest(name, names)
+	if !ok {
+		return ""
+	}
+	return " (did you mean " + JoinKey(prefix, best) + "?)"
+}
+
+// Nearest returns the candidate nearest to name when it is a near miss: at
+// most two edits away, and fewer than half of name's length.
+func Nearest(name string, candidates []string) (string, bool) {
+	best, bestDist := "", 3
+	for _, f := range candidates {
 		if d := editDistance(name, f); d < bestDist || (d == bestDist && f < best) {
 			best, bestDist = f, d
 		}
 	}
 	if best == "" || bestDist > len(name)/2 {
-		return ""
+		return "", false
 	}
-	return " (did you mean " + JoinKey(prefix, best) + "?)"
+	return best, true
 }
 
 // editDistance is the Damerau-Levenshtein (optimal string alignment)

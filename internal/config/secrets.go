@@ -3,11 +3,17 @@ package config
 import (
 	"net/url"
 	"reflect"
+	"regexp"
 	"strings"
 )
 
-// RedactedValue replaces every secret that is shown.
+// RedactedValue replaces every secret that is shown: in a config, in a
+// health report, in an error message.
 const RedactedValue = "***"
+
+// secretWords make a name a secret's: a config key, a URL query parameter or
+// a key=value pair whose name contains one of them holds a secret.
+var secretWords = []string{"secret", "password", "passwd", "token", "key"}
 
 func RedactString(s string) string {
 	if s == "" {
@@ -55,15 +61,59 @@ func RedactURL(raw string) string {
 	return strings.ReplaceAll(u.String(), mark, RedactedValue)
 }
 
-// IsSecretName reports whether a plugin key holds a secret.
+// IsSecretName reports whether a name (a plugin key, a query parameter)
+// holds a secret: it contains one of secretWords, in any case.
 func IsSecretName(name string) bool {
 	n := strings.ToLower(name)
-	for _, s := range []string{"secret", "password", "token", "key"} {
+	for _, s := range secretWords {
 		if strings.Contains(n, s) {
 			return true
 		}
 	}
 	return false
+}
+
+var (
+	// A scheme:// token up to whitespace or a quote; redactURLText takes
+	// the userinfo to the token's last '@', so a raw '@' or '/' inside a
+	// password is still covered.
+	urlToken = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.\-]*://[^\s"'<>]*`)
+	// key=value pairs whose key is a secret's name (IsSecretName), as in
+	// query strings (?password=, &sentinel_password=) and logfmt.
+	secretParam = regexp.MustCompile(`(?i)((?:^|[?&;,\s])[A-Za-z0-9_.\-]*(?:` +
+		strings.Join(secretWords, "|") + `)=)[^&;,\s"']*`)
+)
+
+// RedactText masks the secrets in free text, such as an error message or a
+// health report line: the password of every URL's userinfo
+// (redis://user:pass@host becomes redis://user:***@host; a userinfo without
+// a colon is kept, as go-redis reads it as a user name) and the value of
+// every key=value pair whose key is a secret's name. Everything else is
+// returned unchanged.
+func RedactText(s string) string {
+	if strings.Contains(s, "://") {
+		s = urlToken.ReplaceAllStringFunc(s, redactURLText)
+	}
+	if strings.Contains(s, "=") {
+		s = secretParam.ReplaceAllString(s, "${1}"+RedactedValue)
+	}
+	return s
+}
+
+// redactURLText masks the password in one scheme://… token of free text.
+func redactURLText(tok string) string {
+	i := strings.Index(tok, "://")
+	scheme, rest := tok[:i+3], tok[i+3:]
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return tok
+	}
+	userinfo, host := rest[:at], rest[at:]
+	colon := strings.IndexByte(userinfo, ':')
+	if colon < 0 {
+		return tok
+	}
+	return scheme + userinfo[:colon+1] + RedactedValue + host
 }
 
 // IsSecretKey reports whether the value at a full key must never be shown.

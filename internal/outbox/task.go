@@ -36,6 +36,11 @@ func init() {
 	}
 }
 
+// TaskOptions returns the options task was created with (asynq.NewTask's),
+// which asynq applies before those of the enqueue call. The slice is the
+// task's own; callers must not modify it.
+func TaskOptions(t *asynq.Task) []asynq.Option { return taskOptions(t) }
+
 // taskOptions returns the options task was created with. The slice is the
 // task's own; callers must not modify it.
 func taskOptions(t *asynq.Task) []asynq.Option {

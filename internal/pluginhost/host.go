@@ -6,12 +6,17 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/ulule/limiter/v3"
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
 	"github.com/taskhost/taskhost/internal/config"
+	"github.com/taskhost/taskhost/internal/tasklog"
 	"github.com/taskhost/taskhost/plugins"
 	"github.com/taskhost/taskhost/ratelimit"
 )
@@ -49,6 +54,24 @@ func (h *host) refused() error {
 
 func (h *host) Logger() *slog.Logger { return h.log }
 
+// TaskLogger adds what asynq's context and the task's note say about the
+// task to the plugin's logger.
+func (h *host) TaskLogger(ctx context.Context) *slog.Logger {
+	id, ok := asynq.GetTaskID(ctx)
+	if !ok {
+		return h.log
+	}
+	queue, _ := asynq.GetQueueName(ctx)
+	retry, _ := asynq.GetRetryCount(ctx)
+	return h.log.With("task_id", id, "type", tasklog.From(ctx).Type(), "queue", queue, "retry", retry)
+}
+
+func (h *host) TaskDefaults(taskType string, opts ...asynq.Option) {
+	if err := h.set.setDefaults(h.id, taskType, opts); err != nil {
+		h.refuse(err)
+	}
+}
+
 func (h *host) DecodeConfig(v any) error {
 	return config.DecodeSection("plugins."+h.id, h.set.deps.Sections[h.id], v)
 }
@@ -69,7 +92,10 @@ func (h *host) HandleFunc(taskType string, fn asynq.HandlerFunc) {
 		h.refuse(err)
 		return
 	}
-	h.set.deps.Mux.Handle(taskType, fn)
+	h.set.deps.Mux.Handle(taskType, asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		ctx, _ = tasklog.With(ctx, t.Type())
+		return fn(ctx, t)
+	}))
 }
 
 func (h *host) Schedule(cronspec string, task *asynq.Task, opts ...asynq.Option) (string, error) {
@@ -77,7 +103,7 @@ func (h *host) Schedule(cronspec string, task *asynq.Task, opts ...asynq.Option)
 		return "", err
 	}
 	name := h.set.entryName(h.id, task.Type())
-	if err := h.set.deps.Schedule(name, cronspec, task, opts...); err != nil {
+	if err := h.set.deps.Schedule(name, cronspec, task, h.set.WithDefaults(task, opts)...); err != nil {
 		return "", fmt.Errorf("plugin %s: schedule %q for %s: %w", h.id, cronspec, task.Type(), err)
 	}
 	return name, nil
@@ -85,8 +111,41 @@ func (h *host) Schedule(cronspec string, task *asynq.Task, opts ...asynq.Option)
 
 func (h *host) Cache() cache.Store { return h.set.deps.Cache(h.id) }
 
+// Limiter checks the rate first, so that a bad one is a config error the
+// plugin can name the key of.
 func (h *host) Limiter(name, rate string) (*ratelimit.Limiter, error) {
+	if _, err := ratelimit.ParseRate(rate); err != nil {
+		return nil, h.configError(fmt.Sprintf("limiter %q: %v", name, err))
+	}
 	return h.set.deps.Limiter(h.id+"."+name, rate)
+}
+
+func (h *host) LimiterN(name string, n int64, per time.Duration) (*ratelimit.Limiter, error) {
+	if n < 1 || per <= 0 {
+		return nil, h.configError(fmt.Sprintf("limiter %q: %d per %s is not a rate (expected at least 1 event per a positive period)", name, n, per))
+	}
+	return h.set.deps.LimiterRate(h.id+"."+name, limiter.Rate{Limit: n, Period: per})
+}
+
+func (h *host) NamedLimiter(name string) (*ratelimit.Limiter, error) {
+	l, err := h.set.deps.NamedLimiter(name)
+	if errors.Is(err, ratelimit.ErrUnknownLimiter) {
+		var ps config.Problems
+		ps.Add("ratelimit.limits."+name, fmt.Sprintf("not configured, and plugin %s needs it (%v)", h.id, err))
+		return nil, ps.Err(nil)
+	}
+	return l, err
+}
+
+func (h *host) Metrics() prometheus.Registerer {
+	return prometheus.WrapRegistererWith(prometheus.Labels{"plugin": h.id}, h.set.deps.Metrics)
+}
+
+// configError is a config problem of the plugin's section.
+func (h *host) configError(msg string) error {
+	var ps config.Problems
+	ps.Add("plugins."+h.id, msg)
+	return ps.Err(nil)
 }
 
 // AddCheck adds c under <id>.<name>. A check the registry refuses (an
@@ -102,6 +161,11 @@ func (h *host) AddCheck(c healthcheck.Check) {
 	}
 }
 
+func (h *host) Redis() redis.UniversalClient { return h.set.deps.Redis }
+
 func (h *host) Enqueue(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
-	return h.set.deps.Enqueue(ctx, task, opts...)
+	if task == nil {
+		return nil, errors.New("Enqueue with a nil task")
+	}
+	return h.set.deps.Enqueue(ctx, task, h.set.WithDefaults(task, opts)...)
 }

@@ -8,10 +8,14 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/ulule/limiter/v3"
 
 	"github.com/taskhost/taskhost/cache"
 	"github.com/taskhost/taskhost/healthcheck"
@@ -38,12 +42,22 @@ type Deps struct {
 	Schedule func(name, cronspec string, task *asynq.Task, opts ...asynq.Option) error
 	// Cache returns the cache namespace of a plugin.
 	Cache func(namespace string) cache.Store
-	// Limiter returns a limiter by its full name (<id>.<name>).
+	// Limiter returns a limiter by its full name (<id>.<name>); the host
+	// has checked the rate.
 	Limiter func(name, rate string) (*ratelimit.Limiter, error)
+	// LimiterRate returns a limiter of a parsed rate by its full name.
+	LimiterRate func(name string, rate limiter.Rate) (*ratelimit.Limiter, error)
+	// NamedLimiter returns the limiter of ratelimit.limits.<name>.
+	NamedLimiter func(name string) (*ratelimit.Limiter, error)
+	// Metrics registers the plugins' collectors; the host adds the label
+	// plugin=<id>.
+	Metrics prometheus.Registerer
 	// AddCheck adds a check whose name is already <id>.<name>.
 	AddCheck func(c healthcheck.Check) error
 	// Enqueue enqueues through taskhost's client.
 	Enqueue func(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+	// Redis is the shared client that Host.Redis hands out.
+	Redis redis.UniversalClient
 }
 
 // Set hosts the plugins of one runtime: it provisions, starts, stops and
@@ -52,7 +66,8 @@ type Set struct {
 	deps Deps
 
 	mu        sync.Mutex
-	handlers  map[string]string // task type -> plugin ID
+	handlers  map[string]string   // task type -> plugin ID
+	defaults  map[string]defaults // task type -> its default options
 	instances []*instance
 	entries   map[string]int // schedule entry base name -> entries so named
 }
@@ -66,7 +81,7 @@ type instance struct {
 
 // New returns an empty Set on deps.
 func New(deps Deps) *Set {
-	return &Set{deps: deps, handlers: map[string]string{}, entries: map[string]int{}}
+	return &Set{deps: deps, handlers: map[string]string{}, entries: map[string]int{}, defaults: map[string]defaults{}}
 }
 
 // entryName names plugin id's next periodic task of taskType:
@@ -101,7 +116,6 @@ func (s *Set) ProvisionAll(ctx context.Context) error {
 			s.Cleanup()
 			return err
 		}
-		s.deps.Logger.Info("plugin provisioned", "component", "plugin", "plugin", id)
 	}
 	return nil
 }
@@ -116,6 +130,7 @@ func (s *Set) Provision(ctx context.Context, id string, p plugins.Plugin) error 
 		s.mu.Lock()
 		s.instances = append(s.instances, inst)
 		s.mu.Unlock()
+		s.deps.Logger.Info("plugin provisioned", "component", "plugin", "plugin", id, "task_types", s.typesOf(id))
 		return nil
 	}
 	err = fmt.Errorf("plugin %s: %w", id, err)
@@ -168,12 +183,42 @@ func (s *Set) TaskTypes() []string {
 	return out
 }
 
-// Handles reports whether a plugin registered taskType.
-func (s *Set) Handles(taskType string) bool {
+// typesOf returns the task types that plugin id registered, sorted.
+func (s *Set) typesOf(id string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.handlers[taskType]
-	return ok
+	var out []string
+	for t, owner := range s.handlers {
+		if owner == id {
+			out = append(out, t)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Handles reports whether a registered handler serves taskType, and whose
+// it is: the handler registered for the type, or else the one with the
+// longest pattern that is a prefix of it, as asynq's ServeMux picks.
+func (s *Set) Handles(taskType string) (pluginID string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pattern, ok := match(s.handlers, taskType)
+	return s.handlers[pattern], ok
+}
+
+// match returns the key of m that asynq's ServeMux would pick for taskType.
+func match[V any](m map[string]V, taskType string) (string, bool) {
+	if _, ok := m[taskType]; ok {
+		return taskType, true
+	}
+	best, found := "", false
+	for p := range m {
+		if len(p) > len(best) && strings.HasPrefix(taskType, p) {
+			best, found = p, true
+		}
+	}
+	return best, found
 }
 
 // Start starts plugin services in order; if one fails, those already
@@ -258,6 +303,11 @@ func (s *Set) dropHandlers(id string) {
 	for t, owner := range s.handlers {
 		if owner == id {
 			delete(s.handlers, t)
+		}
+	}
+	for t, d := range s.defaults {
+		if d.owner == id {
+			delete(s.defaults, t)
 		}
 	}
 }

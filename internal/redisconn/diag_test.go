@@ -73,3 +73,12 @@ func TestParseInfo(t *testing.T) {
 	require.Empty(t, redisconn.ParseInfo(""))
 	require.False(t, strings.Contains(fmt.Sprint(got), "#"))
 }
+
+func TestServerFromInfo(t *testing.T) {
+	t.Parallel()
+	info := redisconn.ParseInfo("# Server\r\nredis_version:7.2.4\r\nredis_mode:standalone\r\nuptime_in_seconds:93\r\n\r\n" +
+		"# Clients\r\nconnected_clients:5\r\n# Memory\r\nused_memory:1048576\r\nused_memory_peak:2097152\r\n" +
+		"maxmemory:0\r\nmem_fragmentation_ratio:1.25\r\nbogus\r\n")
+	require.Equal(t, redisconn.Server{Version: "7.2.4", Mode: "standalone", UptimeSeconds: 93, ConnectedClients: 5,
+		UsedMemory: 1 << 20, PeakMemory: 2 << 20, FragmentationRatio: 1.25, Info: info}, redisconn.ServerFromInfo(info))
+}

@@ -69,7 +69,7 @@ func (m *Monitor) checkRestart(ctx context.Context) error {
 	}); err != nil {
 		return m.checkFailed(err)
 	}
-	runID := infoField(info.Val(), "run_id")
+	runID := ParseInfo(info.Val())["run_id"]
 	if exists.Val() == 1 {
 		m.mu.Lock()
 		m.restart.runID = runID

@@ -85,7 +85,7 @@ func (m *Monitor) Start() {
 		return
 	}
 	m.started = true
-	m.log.Info("redis connecting")
+	m.log.Debug("redis connecting")
 	go m.run()
 }
 
@@ -142,20 +142,31 @@ func (m *Monitor) setState(to State, reason string, extra ...any) {
 		return
 	}
 	attrs := append([]any{"from", from.String(), "to", to.String()}, extra...)
+	if m.opts.Annotate != nil {
+		attrs = append(attrs, m.opts.Annotate(from, to)...)
+	}
+	// One line when an outage starts and one when it ends: the first
+	// second of failures (reconnecting) is detail; down is the outage; the
+	// ready line tells how long it lasted. A blip that never went down is
+	// one line, at its end, a warning. A misconfiguration is said once.
 	switch {
 	case to == Ready:
-		m.log.Info("redis ready", attrs...)
+		level := slog.LevelInfo
+		if from == Reconnecting {
+			level = slog.LevelWarn
+		}
+		m.log.Log(context.Background(), level, "redis ready", attrs...)
 	case (to == Reconnecting || to == Down) && m.problem != "":
 		if m.problem != m.toldProblem {
 			m.toldProblem = m.problem
 			m.log.Error(connerr.MisconfiguredHint(m.problem), append(attrs, "problem", m.problem, "reason", reason)...)
 		}
 	case to == Reconnecting:
-		m.log.Warn("redis connection lost; reconnecting", append(attrs, "reason", reason)...)
+		m.log.Debug("redis connection lost; reconnecting", append(attrs, "reason", reason)...)
 	case to == Down:
 		m.log.Error("redis down; reconnecting with backoff", append(attrs, "reason", reason)...)
 	default:
-		m.log.Info("redis monitor "+to.String(), attrs...)
+		m.log.Debug("redis monitor "+to.String(), attrs...)
 	}
 
 	m.mu.Lock()

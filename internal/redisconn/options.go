@@ -19,6 +19,14 @@ type MonitorOptions struct {
 	ProbeTimeout time.Duration // deadline of one probe; default 1 s
 	DownAfter    time.Duration // failing this long turns reconnecting into down; default 1 s
 	MarkerKey    string        // default DefaultMarkerKey
+	// NoRestartCheck turns off the empty-restart check, for a Redis that
+	// cannot restart without the process (the embedded one).
+	NoRestartCheck bool
+	// Annotate, when set, returns attributes to add to the log line of a
+	// transition; it runs on the monitor's goroutine before the line is
+	// written and must not block. The runtime adds how many of asynq's
+	// error lines it folded during an outage.
+	Annotate func(from, to State) []any
 }
 
 // MonitorOptionsFrom returns the options for cfg's monitor settings.
@@ -29,6 +37,9 @@ func MonitorOptionsFrom(cfg Config, logger *slog.Logger) MonitorOptions {
 		PingInterval: cfg.PingInterval,
 		BackoffMin:   cfg.BackoffMin,
 		BackoffMax:   cfg.BackoffMax,
+		// The embedded Redis lives and dies with the process: it cannot
+		// come back empty while the monitor watches it.
+		NoRestartCheck: cfg.Mode == ModeEmbedded,
 	}
 }
 

@@ -101,7 +101,7 @@ func (m *Monitor) probe() error {
 		return err
 	}
 	m.probes++ // only the monitor's goroutine probes
-	if m.State() == Ready && m.probes%restartCheckEvery != 0 {
+	if m.opts.NoRestartCheck || (m.State() == Ready && m.probes%restartCheckEvery != 0) {
 		return nil
 	}
 	return m.checkRestart(ctx)

@@ -54,7 +54,7 @@ func runClusterMasterFailover(t *testing.T, markerMaster bool) {
 	var tmu sync.Mutex
 	var transitions []string
 	t0 := time.Now()
-	unsub := rt.Monitor().Subscribe(func(from, to redisconn.State) {
+	unsub := rt.Subscribe(func(from, to taskhost.State) {
 		tmu.Lock()
 		transitions = append(transitions, fmt.Sprintf("%v %s->%s", time.Since(t0).Round(time.Millisecond), from, to))
 		tmu.Unlock()
@@ -108,7 +108,7 @@ func runClusterMasterFailover(t *testing.T, markerMaster bool) {
 
 	subs, errs := st.snapshot()
 	drained := waitFor(30*time.Second, func() bool {
-		if n, _ := rt.Client().Depth(); n > 0 {
+		if n, _ := rt.OutboxDepth(); n > 0 {
 			return false
 		}
 		for id, s := range subs {
@@ -165,7 +165,7 @@ func runClusterMasterFailover(t *testing.T, markerMaster bool) {
 		t.Logf("queue %s on %s (killed: %v): first task after the promotion +%v later", q, queueMaster[q], queueMaster[q] == victim,
 			first.Sub(promotedAt).Round(time.Millisecond))
 	}
-	require.Equal(t, redisconn.Ready, rt.State())
+	require.Equal(t, taskhost.StateReady, rt.State())
 }
 
 // waitFor polls cond every 50 ms until it holds or d passes.

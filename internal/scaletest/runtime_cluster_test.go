@@ -16,7 +16,7 @@ import (
 
 	"github.com/taskhost/taskhost"
 	"github.com/taskhost/taskhost/cache"
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/redisconn"
 	"github.com/taskhost/taskhost/internal/redistest"
 	"github.com/taskhost/taskhost/ratelimit"
@@ -189,11 +189,11 @@ func TestRuntimeOnCluster(t *testing.T) {
 	})
 
 	t.Run("health reports the cluster", func(t *testing.T) {
-		var rep healthcheck.Report
+		var rep health.Report
 		var code int
 		require.Eventually(t, func() bool {
 			code, rep = healthReport(t, rtB)
-			return code == 200 && rep.Status == healthcheck.StatusOK
+			return code == 200 && rep.Status == health.StatusOK
 		}, 10*time.Second, 100*time.Millisecond, "status %s, reasons %v", rep.Status, rep.Reasons)
 		require.Equal(t, taskhost.ModeCluster, rep.Connection.Mode)
 		require.Equal(t, "ready", rep.Connection.State)
@@ -263,7 +263,7 @@ func TestRuntimeOnCluster(t *testing.T) {
 		}
 		resume()
 		require.Eventually(t, func() bool {
-			if n, _ := rtA.Client().Depth(); n > 0 {
+			if n, _ := rtA.OutboxDepth(); n > 0 {
 				return false
 			}
 			for _, id := range ids {

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskhost/taskhost"
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/plugins"
 )
 
@@ -143,13 +143,13 @@ func tailString(s string, n int) string {
 }
 
 // healthReport fetches /healthz from a runtime's health listener.
-func healthReport(t *testing.T, rt *taskhost.Runtime) (int, healthcheck.Report) {
+func healthReport(t *testing.T, rt *taskhost.Runtime) (int, health.Report) {
 	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + rt.HealthAddr() + "/healthz")
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	var rep healthcheck.Report
+	var rep health.Report
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&rep))
 	return resp.StatusCode, rep
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskhost/taskhost"
-	"github.com/taskhost/taskhost/healthcheck"
+	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/redistest"
 )
 
@@ -94,6 +94,15 @@ func runRuntimeFailover(t *testing.T, run runtimeFailoverRun) {
 	cfg.Worker.Concurrency = 8
 	rt, logs := startRuntime(t, cfg)
 	oldMaster := sen.Master().Addr()
+	var readyMu sync.Mutex
+	var lastReady time.Time // when the monitor last became ready
+	t.Cleanup(rt.Subscribe(func(_, to taskhost.State) {
+		if to == taskhost.StateReady {
+			readyMu.Lock()
+			lastReady = time.Now()
+			readyMu.Unlock()
+		}
+	}))
 
 	code, rep := healthReport(t, rt)
 	require.Equal(t, 200, code, "status %s, reasons %v", rep.Status, rep.Reasons)
@@ -137,7 +146,9 @@ func runRuntimeFailover(t *testing.T, run runtimeFailoverRun) {
 		return !resumedAt.IsZero()
 	}, 10*time.Second, 10*time.Millisecond, "processing resumed within 10 s of the promotion, without a restart")
 	require.Eventually(t, func() bool { return rt.State().String() == "ready" }, 10*time.Second, 10*time.Millisecond)
-	readyAt := rt.Monitor().Since() // when the monitor last became ready
+	readyMu.Lock()
+	readyAt := lastReady
+	readyMu.Unlock()
 	time.Sleep(run.after)
 	stopStream()
 
@@ -154,7 +165,7 @@ func runRuntimeFailover(t *testing.T, run runtimeFailoverRun) {
 	// Every held task, and every task acked once the new master serves, runs.
 	mustRun := func(id string, s submission) bool { return s.held || s.at.After(promotedAt) }
 	require.Eventually(t, func() bool {
-		if n, _ := rt.Client().Depth(); n > 0 {
+		if n, _ := rt.OutboxDepth(); n > 0 {
 			return false
 		}
 		for id, s := range subs {
@@ -239,15 +250,15 @@ func runRuntimeFailover(t *testing.T, run runtimeFailoverRun) {
 			id, killedAt.Sub(subs[id].at).Round(time.Millisecond), processed[id], state)
 	}
 
-	var health healthcheck.Report
+	var hrep health.Report
 	require.Eventually(t, func() bool {
-		code, health = healthReport(t, rt)
-		return code == 200 && health.Connection != nil && health.Connection.Master == newMaster
+		code, hrep = healthReport(t, rt)
+		return code == 200 && hrep.Connection != nil && hrep.Connection.Master == newMaster
 	}, 10*time.Second, 50*time.Millisecond, "/healthz names the new master")
-	require.Equal(t, taskhost.ModeSentinel, health.Connection.Mode)
-	require.Equal(t, "ready", health.Connection.State)
-	require.Nil(t, health.Connection.CameBackEmptyAt, "a failover to a replica with the data is not an empty restart")
-	require.Equal(t, healthcheck.StatusOK, health.Status, "reasons: %v", health.Reasons)
+	require.Equal(t, taskhost.ModeSentinel, hrep.Connection.Mode)
+	require.Equal(t, "ready", hrep.Connection.State)
+	require.Nil(t, hrep.Connection.CameBackEmptyAt, "a failover to a replica with the data is not an empty restart")
+	require.Equal(t, health.StatusOK, hrep.Status, "reasons: %v", hrep.Reasons)
 
 	if wakeupBefore != taskhost.WakeupPoll {
 		// The wake-ups (blocking reads by default) come back on the new master.

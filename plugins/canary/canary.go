@@ -89,7 +89,10 @@ func (c *Canary) Provision(ctx context.Context, h plugins.Host) error {
 	}
 	// A failed tick is not retried: the next one comes soon enough.
 	if _, err := h.Schedule(c.cfg.Every, task, asynq.MaxRetry(0), asynq.Timeout(10*time.Second)); err != nil {
-		return &plugins.ConfigError{Key: "plugins." + ID + ".every", Err: err}
+		if errors.Is(err, plugins.ErrInvalidConfig) { // a bad spec: name the key it came from
+			return &plugins.ConfigError{Key: "plugins." + ID + ".every", Err: err}
+		}
+		return err
 	}
 	h.AddCheck(healthcheck.Check{
 		Name:     CheckName,

@@ -118,7 +118,7 @@ func TestConfigErrors(t *testing.T) {
 		want   string
 	}{
 		{map[string]any{"interval": "1m"}, "plugins.canary.interval: unknown key"},
-		{map[string]any{"every": "every minute"}, `schedule "every minute" for canary:tick`},
+		{map[string]any{"every": "every minute"}, `provision: plugins.canary.every: schedule "every minute" for canary:tick: `},
 		{map[string]any{"stale_after": "0s"}, "plugins.canary.stale_after: 0s is not positive"},
 		{map[string]any{"stale_after": 120}, "plugins.canary.stale_after: 120 is not a duration"},
 	} {
@@ -126,6 +126,7 @@ func TestConfigErrors(t *testing.T) {
 		err := h.Provision(t.Context(), &Canary{})
 		require.ErrorContains(t, err, tt.want)
 		require.ErrorIs(t, err, plugins.ErrInvalidConfig, "the worker exits 2")
+		require.NotContains(t, err.Error(), "invalid configuration: plugins.canary:", "the key once")
 	}
 }
 

@@ -23,7 +23,9 @@
 //     for Logs, and printed when the test fails;
 //   - Cache is an in-memory cache.Store unless Options.Cache gives one;
 //   - Limiter parses the rate as the runtime does and counts in memory;
-//   - Enqueue records the task instead of sending it.
+//   - Enqueue records the task instead of sending it;
+//   - Redis is a client of a Redis that is down (every call fails) unless
+//     Options.Redis gives one.
 //
 // Run calls the handler directly, without the runtime's middleware: a panic
 // is not recovered, and asynq.GetTaskID and friends find nothing in ctx.

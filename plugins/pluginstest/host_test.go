@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -249,7 +250,7 @@ func TestEnqueue(t *testing.T) {
 	_, err = h2.Enqueue(t.Context(), asynq.NewTask("rec:do", nil))
 	require.EqualError(t, err, "down")
 	require.Equal(t, []string{"rec:do"}, got)
-	require.Empty(t, h2.Enqueued())
+	require.Len(t, h2.Enqueued(), 1, "recorded whatever became of it")
 }
 
 func TestOwnLogger(t *testing.T) {
@@ -259,4 +260,53 @@ func TestOwnLogger(t *testing.T) {
 	h.Logger().Info("hello")
 	require.Contains(t, b.String(), "msg=hello component=plugin plugin=rec")
 	require.Empty(t, h.Logs())
+}
+
+// By default Host.Redis is a Redis that is down: every call fails at once,
+// as the runtime's shared client does during an outage (it has no fallback).
+func TestRedisIsDownByDefault(t *testing.T) {
+	t.Parallel()
+	h := pluginstest.NewHost(t, pluginstest.Options{})
+	begin := time.Now()
+	err := h.Redis().Set(context.Background(), "test:k", "v", 0).Err()
+	require.ErrorIs(t, err, redis.ErrClosed)
+	require.Less(t, time.Since(begin), 100*time.Millisecond)
+
+	own := redis.NewClient(&redis.Options{Addr: "127.0.0.1:0"})
+	defer own.Close()
+	require.Same(t, own, pluginstest.NewHost(t, pluginstest.Options{Redis: own}).Redis())
+}
+
+// badRegistrar registers what its fields say, in Provision.
+type badRegistrar struct {
+	taskType string
+	fn       asynq.HandlerFunc
+}
+
+func (*badRegistrar) PluginInfo() plugins.Info {
+	return plugins.Info{ID: "bad", New: func() plugins.Plugin { return &badRegistrar{} }}
+}
+
+func (b *badRegistrar) Provision(_ context.Context, h plugins.Host) error {
+	h.HandleFunc(b.taskType, b.fn)
+	return nil
+}
+
+// TestRefusesEmptyTypeAndNilHandler: the test host is the runtime's host,
+// so it refuses what the runtime refuses (see TestHostRefusesBadRegistrations
+// at the module root), with the same clear errors rather than a panic.
+func TestRefusesEmptyTypeAndNilHandler(t *testing.T) {
+	t.Parallel()
+	ok := func(context.Context, *asynq.Task) error { return nil }
+	for _, tc := range []struct {
+		p    *badRegistrar
+		want string
+	}{
+		{&badRegistrar{taskType: "", fn: ok}, "HandleFunc with an empty task type"},
+		{&badRegistrar{taskType: "bad:nil", fn: nil}, `HandleFunc "bad:nil" with a nil handler`},
+	} {
+		h := pluginstest.NewHost(t, pluginstest.Options{ID: "bad"})
+		require.ErrorContains(t, h.Provision(t.Context(), tc.p), tc.want)
+		require.Empty(t, h.TaskTypes())
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/taskhost/taskhost/plugins"
 	"github.com/taskhost/taskhost/ratelimit"
 )
 
@@ -125,6 +126,9 @@ func (w *Webhook) deliver(ctx context.Context, d Delivery) (err error) {
 		method = http.MethodPost
 	}
 	where := method + " " + redact(u)
+	// The worker's "task done" or "task failed" line names the destination
+	// and, below, the status.
+	plugins.AnnotateTask(ctx, "host", u.Host)
 
 	if w.limiter != nil {
 		host := strings.ToLower(u.Hostname())
@@ -171,8 +175,7 @@ func (w *Webhook) deliver(ctx context.Context, d Delivery) (err error) {
 	// Read a little of the body so the connection can be reused.
 	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
 	_ = resp.Body.Close()
-	w.log.DebugContext(ctx, "webhook delivered", "method", method, "host", u.Host,
-		"status", resp.StatusCode, "duration", time.Since(start))
+	plugins.AnnotateTask(ctx, "status", resp.StatusCode, "http_duration", time.Since(start))
 
 	code = resp.StatusCode
 	serr := &StatusError{Code: code, Status: resp.Status}

@@ -104,17 +104,19 @@ func (w *Webhook) Provision(ctx context.Context, h plugins.Host) error {
 	w.guard = g
 	if w.cfg.Rate != "" {
 		lim, err := h.Limiter("host", w.cfg.Rate)
-		if err != nil {
+		if errors.Is(err, plugins.ErrInvalidConfig) {
 			return &plugins.ConfigError{Key: "plugins." + ID + ".rate", Err: err}
+		} else if err != nil {
+			return err
 		}
 		w.limiter = lim
 	}
 	w.client = w.newClient()
 
 	plugins.Handle(h, TaskType, w.deliver)
-	w.log.Info("webhook plugin provisioned",
-		"timeout", w.cfg.Timeout, "rate", w.cfg.Rate, "signing", len(w.secret) > 0,
-		"allow_hosts", len(w.cfg.AllowHosts))
+	// The host logs "plugin provisioned"; the settings are detail.
+	w.log.Debug("webhook settings", "timeout", w.cfg.Timeout, "rate", w.cfg.Rate,
+		"signing", len(w.secret) > 0, "allow_hosts", len(w.cfg.AllowHosts))
 	return nil
 }
 

@@ -458,7 +458,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown key", map[string]any{"timout": "1s"}, "plugins.webhook.timout: unknown key"},
 		{"bad duration", map[string]any{"timeout": "ten"}, `plugins.webhook.timeout: "ten" is not a duration`},
 		{"zero timeout", map[string]any{"timeout": "0s"}, "plugins.webhook.timeout: 0s is not positive"},
-		{"bad rate", map[string]any{"rate": "fast"}, "plugins.webhook.rate"},
+		{"bad rate", map[string]any{"rate": "fast"}, `plugins.webhook.rate: limiter "host": "fast" is not a rate`},
 		{"bad allow_hosts", map[string]any{"allow_hosts": []any{"10.0.0.0/8", "http://x"}}, `plugins.webhook.allow_hosts: allow_hosts[1]: "http://x" is not a host name, an IP address or a CIDR`},
 	}
 	for _, tt := range tests {
@@ -519,4 +519,19 @@ func TestRegistered(t *testing.T) {
 	require.True(t, ok)
 	_, isWebhook := info.New().(*Webhook)
 	require.True(t, isWebhook)
+}
+
+// TestTaskLineShowsHostAndStatus: the worker's line for the task names the
+// destination's host and the HTTP status, not the URL's path or query.
+func TestTaskLineShowsHostAndStatus(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, status(503))
+	_, h := setup(t, map[string]any{"allow_hosts": loopback})
+	host := strings.TrimPrefix(srv.URL, "http://")
+	require.Error(t, deliver(t, h, Delivery{URL: srv.URL + "/hook?token=abc"}))
+	require.Contains(t, h.Logs(), `msg="task failed" component=task`)
+	require.Contains(t, h.Logs(), "host="+host+" status=503 http_duration=")
+	require.NotContains(t, h.Logs(), "token=abc")
+	require.Equal(t, 1, strings.Count(h.Logs(), "provisioned"), "provisioning is logged once, by the host")
+	require.Contains(t, h.Logs(), `msg="plugin provisioned" component=plugin plugin=webhook task_types=[webhook:deliver]`)
 }
