@@ -20,6 +20,14 @@ func WaitingFetchers(r *Runtime) int {
 	return int(r.queue.hub.waiting.Load())
 }
 
+// BlockingReads is how many blocking reads are in flight.
+func BlockingReads(r *Runtime) int {
+	if r.queue.hub == nil || r.queue.hub.blk == nil {
+		return 0
+	}
+	return int(r.queue.hub.blk.inFlight.Load())
+}
+
 // WakeupLives is how many times the wake-ups became live.
 func WakeupLives(r *Runtime) int64 {
 	if r.queue.hub == nil {

@@ -87,8 +87,9 @@ type blockSource struct {
 	keys    []string
 	// level indexes blockCommands: the command every blocker uses. It only
 	// goes up, when Redis does not know a command.
-	level   atomic.Int32
-	healthy atomic.Int32 // blockers whose last call succeeded
+	level    atomic.Int32
+	healthy  atomic.Int32 // blockers whose last call succeeded
+	inFlight atomic.Int32 // blocking calls sent and not answered
 
 	mu  sync.Mutex
 	gen uint64        // bumped each time a fetcher starts to wait
@@ -160,7 +161,9 @@ func (b *blockSource) block(ctx context.Context, key string) {
 			wait = blockProbeWait
 		}
 		level := int(b.level.Load())
+		b.inFlight.Add(1)
 		woke, err := b.call(ctx, blockCommands[level], key, wait)
+		b.inFlight.Add(-1)
 		switch {
 		case err == nil:
 			b.setOK(bl, true)

@@ -195,15 +195,18 @@ func TestWakeupBlockingRefusedPolls(t *testing.T) {
 	require.NotContains(t, logs.String(), "worker-secret")
 }
 
-// waitIdle waits until every fetcher of e's worker waits for a wake-up
-// and the wake-ups are live: a task enqueued then starts only by a
-// wake-up, or after the fetchers' idle bound.
+// waitIdle waits until every fetcher of e's worker waits for a wake-up,
+// the wake-ups are live and a blocking read is in flight on every queue: a
+// task enqueued then starts only by a wake-up, or after the fetchers' idle
+// bound, and a Redis that goes away now fails those reads.
 func (e *spdEnv) waitIdle(t *testing.T, fetchers int) {
 	t.Helper()
+	queues := len(e.cfg.Worker.Queues)
 	require.Eventually(t, func() bool {
-		return taskhost.WaitingFetchers(e.rt) == fetchers && e.rt.WakeupSource() == taskhost.WakeupBlock
-	}, 10*time.Second, 5*time.Millisecond, "waiting fetchers %d of %d, source %s",
-		taskhost.WaitingFetchers(e.rt), fetchers, e.rt.WakeupSource())
+		return taskhost.WaitingFetchers(e.rt) == fetchers && e.rt.WakeupSource() == taskhost.WakeupBlock &&
+			taskhost.BlockingReads(e.rt) == queues
+	}, 10*time.Second, 5*time.Millisecond, "waiting fetchers %d of %d, source %s, blocking reads %d of %d",
+		taskhost.WaitingFetchers(e.rt), fetchers, e.rt.WakeupSource(), taskhost.BlockingReads(e.rt), queues)
 }
 
 // Wake-ups come back after each of 20 Redis restarts in a row, without a
@@ -280,6 +283,7 @@ func TestWakeupSurvivesSentinelFailover(t *testing.T) {
 	e.enqueue(t)
 	e.waitCount(t, 1, 10*time.Second)
 
+	e.waitIdle(t, fetchers)
 	lives := taskhost.WakeupLives(e.rt)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
