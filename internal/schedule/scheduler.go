@@ -138,7 +138,7 @@ type entry struct {
 	Entry
 	spec      Spec
 	queue     string
-	retention time.Duration // the entry's own asynq.Retention, if any
+	retention time.Duration      // the entry's own asynq.Retention, if any
 	cancel    context.CancelFunc // ends its loop and its ticks; nil before Start
 
 	mu     sync.Mutex
