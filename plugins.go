@@ -41,5 +41,5 @@ func CheckConfig(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer r.plugins.Cleanup()
-	return r.checkScheduleTypes()
+	return r.checkScheduleTypes(r.cfg)
 }
