@@ -35,7 +35,7 @@ type queue struct {
 	// (cronregistry.go); it runs once there are entries.
 	registry  *cronRegistry
 	inspector *asynq.Inspector
-	mux             *asynq.ServeMux
+	mux       *asynq.ServeMux
 	// release ends a subscriber's wait for Redis (see queueClient); asynq's
 	// server shutdown waits for the subscriber goroutine.
 	release func()

@@ -42,7 +42,7 @@ type cronRegistry struct {
 	started bool
 	stopped bool
 	stop    chan struct{}
-	done     chan struct{}
+	done    chan struct{}
 }
 
 // cronInterval is how often the registry writes; asynq's scheduler's
