@@ -32,11 +32,10 @@ type queue struct {
 	scheduler *schedule.Scheduler
 	client    *asynq.Client // the scheduler's
 	// registry lists the scheduler's entries for asynq's tools
-	// (cronregistry.go); it runs only when there are entries.
-	registry        *cronRegistry
-	registryStarted bool
-	inspector       *asynq.Inspector
-	mux             *asynq.ServeMux
+	// (cronregistry.go); it runs once there are entries.
+	registry  *cronRegistry
+	inspector *asynq.Inspector
+	mux       *asynq.ServeMux
 	// release ends a subscriber's wait for Redis (see queueClient); asynq's
 	// server shutdown waits for the subscriber goroutine.
 	release func()
@@ -153,12 +152,17 @@ func (q *queue) start(handler asynq.Handler) error {
 		}
 	}
 	q.scheduler.Start()
-	if q.scheduler.Len() > 0 {
-		q.registry.start()
-		q.registryStarted = true
-	}
+	q.schedulesChanged()
 	q.scan()
 	return nil
+}
+
+// schedulesChanged starts the registry once the scheduler has entries: at
+// start, or when a reload adds the first.
+func (q *queue) schedulesChanged() {
+	if q.scheduler.Len() > 0 {
+		q.registry.start()
+	}
 }
 
 // stopFetching stops taking new tasks on every server; in-flight tasks
@@ -176,6 +180,6 @@ func (q *queue) shutdown() {
 	q.release()
 	q.stopScan()
 	q.scheduler.Stop()
-	q.registry.shutdown(q.registryStarted)
+	q.registry.shutdown()
 	q.shutdownServers(q.servers)
 }

@@ -49,7 +49,7 @@ func CheckConfig(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer r.plugins.Cleanup()
-	return r.checkScheduleTypes()
+	return r.checkScheduleTypes(r.cfg)
 }
 
 // builtinPlugins are the plugins that ship with taskhost, and their -dev

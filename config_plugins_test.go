@@ -47,7 +47,8 @@ plugins:
 		"worker.concurrency", "health.addr",
 		"plugins.webhok", "plugins.webhook.timeout", "plugins.webhook.timout",
 	}, keys, "%v", err)
-	require.Contains(t, err.Error(), "plugins.webhok: unknown plugin; compiled-in plugins are: broken, ")
+	require.Contains(t, err.Error(), "plugins.webhok: unknown plugin; compiled-in plugins are: ")
+	require.Contains(t, err.Error(), ", webhook")
 	require.NotContains(t, err.Error(), "invalid configuration: plugins.webhook", "each key once")
 
 	// Without CheckPlugins (worker enqueue), plugins are not checked.

@@ -38,9 +38,11 @@ type cronRegistry struct {
 	entries func() []schedule.Status
 	log     *slog.Logger
 
-	stopOnce sync.Once
-	stop     chan struct{}
-	done     chan struct{}
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 // cronInterval is how often the registry writes; asynq's scheduler's
@@ -64,8 +66,15 @@ func newCronRegistry(rdb redis.UniversalClient, entries func() []schedule.Status
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-// start writes at once, then every cronInterval, until shutdown.
+// start writes at once, then every cronInterval, until shutdown. A second
+// start, or one after shutdown, does nothing.
 func (c *cronRegistry) start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started || c.stopped {
+		return
+	}
+	c.started = true
 	go func() {
 		defer close(c.done)
 		t := time.NewTicker(cronInterval)
@@ -87,8 +96,14 @@ func (c *cronRegistry) start() {
 
 // shutdown stops the writes and removes this worker's list; it may be
 // called more than once, and without start.
-func (c *cronRegistry) shutdown(started bool) {
-	c.stopOnce.Do(func() { close(c.stop) })
+func (c *cronRegistry) shutdown() {
+	c.mu.Lock()
+	started, stopped := c.started, c.stopped
+	c.stopped = true
+	c.mu.Unlock()
+	if !stopped {
+		close(c.stop)
+	}
 	if started {
 		<-c.done
 	}
@@ -98,11 +113,13 @@ func (c *cronRegistry) shutdown(started bool) {
 // round, silently: the list expires and returns with Redis.
 func (c *cronRegistry) write() {
 	sts := c.entries()
-	if len(sts) == 0 {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
+	if len(sts) == 0 { // a reload removed the last entry
+		_ = c.rdb.ZRem(ctx, allSchedulersKey, c.key).Err()
+		_ = c.rdb.Del(ctx, c.key).Err()
+		return
+	}
 	ttl := 2 * cronInterval
 	if err := c.rdb.ZAdd(ctx, allSchedulersKey, redis.Z{Score: float64(time.Now().Add(ttl).Unix()), Member: c.key}).Err(); err != nil {
 		return

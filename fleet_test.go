@@ -95,5 +95,5 @@ func TestCronEntryEncoding(t *testing.T) {
 	require.NotNil(t, b)
 	require.Empty(t, b.Opts)
 	require.Equal(t, int64(0), b.Prev.Unix(), "never run, as asynq shows its own")
-	r.shutdown(false)
+	r.shutdown()
 }

@@ -68,7 +68,7 @@ func (r *Runtime) Start(ctx context.Context) (err error) {
 		return err
 	}
 	undo = append(undo, r.plugins.Cleanup)
-	if err := r.checkScheduleTypes(); err != nil {
+	if err := r.checkScheduleTypes(r.cfg); err != nil {
 		return err
 	}
 	r.warnHandlers()

@@ -16,6 +16,7 @@ import (
 	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/logswitch"
 	"github.com/taskhost/taskhost/internal/reload"
+	"github.com/taskhost/taskhost/internal/schedule"
 )
 
 // Reload outcomes, as /healthz reports the last one.
@@ -114,8 +115,10 @@ func (r *Runtime) Config() Config { return *r.rl.cur.Load() }
 //
 // These keys apply at once: log.level and log.format (when the logger came
 // from NewLogger), ratelimit.limits (a changed or new name; limiters that
-// plugins hold follow), ratelimit.tasks, and plugins.<id> for a plugin that
-// implements plugins.Reloader. Any other change, such as redis.*,
+// plugins hold follow), ratelimit.tasks, plugins.<id> for a plugin that
+// implements plugins.Reloader, and schedules.<name> (a changed, new or
+// removed entry, checked as at start, a plugin handling its type included;
+// the schedules plugins registered are untouched). Any other change, such as redis.*,
 // health.addr or worker.queues, needs a restart: Reload then applies
 // nothing, logs one line naming each such key, and returns
 // ErrReloadRefused. A config that does not load or validate is refused
@@ -170,6 +173,20 @@ func (r *Runtime) Reload(ctx context.Context) (ReloadResult, error) {
 			return r.reloadEnd(res, ReloadInvalid, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err))
 		}
 	}
+	var schedNames []string
+	var schedEntries []schedule.Entry
+	if schedNames = changedSchedules(changes); len(schedNames) > 0 {
+		schedEntries, err = r.configSchedules(cfg, schedNames)
+		if err == nil {
+			err = r.checkScheduleTypes(cfg)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrInvalidConfig) {
+				err = fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+			}
+			return r.reloadEnd(res, ReloadInvalid, nil, err)
+		}
+	}
 	if err := r.reloadPlugins(ctx, old, &cfg, changes); err != nil {
 		outcome := ReloadFailed
 		if errors.Is(err, ErrInvalidConfig) {
@@ -187,6 +204,9 @@ func (r *Runtime) Reload(ctx context.Context) (ReloadResult, error) {
 	}
 	if changedUnder(changes, "log") {
 		s.logs.Set(logLevel(cfg.Log), cfg.Log.Format)
+	}
+	if len(schedNames) > 0 {
+		r.reloadSchedules(schedNames, schedEntries)
 	}
 	s.cur.Store(&cfg)
 	now := time.Now()
@@ -238,6 +258,8 @@ func (r *Runtime) refusal(c reload.Change) string {
 			return "removing a named limit needs a restart: plugins may hold its limiter"
 		}
 		return ""
+	case reload.Under(k, SchedulesKey):
+		return ""
 	case reload.Under(k, "worker.queues"):
 		return queuesRestart
 	case reload.Under(k, "plugins"):
@@ -279,6 +301,21 @@ func (r *Runtime) reloadPlugins(ctx context.Context, old, cfg *Config, changes [
 		}
 	}
 	return nil
+}
+
+// changedSchedules returns the names of the schedules entries that
+// changed, were added or were removed, in order.
+func changedSchedules(changes []reload.Change) []string {
+	var names []string
+	for _, c := range changes {
+		if rest, ok := strings.CutPrefix(c.Key, SchedulesKey+"."); ok {
+			name, _, _ := strings.Cut(rest, ".")
+			if !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+	}
+	return names
 }
 
 func changedUnder(changes []reload.Change, prefix string) bool {

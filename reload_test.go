@@ -91,6 +91,7 @@ func (s *source) load(context.Context) (taskhost.Config, error) {
 	c.RateLimit.Limits = clone(s.cfg.RateLimit.Limits)
 	c.RateLimit.Tasks = clone(s.cfg.RateLimit.Tasks)
 	c.Worker.Queues = clone(s.cfg.Worker.Queues)
+	c.Schedules = clone(s.cfg.Schedules)
 	c.Plugins = map[string]map[string]any{}
 	for id, sec := range s.cfg.Plugins {
 		c.Plugins[id] = clone(sec)

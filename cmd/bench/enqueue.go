@@ -103,7 +103,7 @@ func (h *harness) runtimeConfig(url string) taskhost.Config {
 	cfg.Outbox.MaxTasks = max(cfg.Outbox.MaxTasks, h.opts.n)
 	// Replay as fast as Redis takes it; the default of 2,000/s is a
 	// deliberate bound, not a measurement.
-	cfg.Outbox.DrainRate = 1e6 // the most outbox.drain_rate allows
+	cfg.Outbox.DrainRate = 1e6 // the largest that outbox.drain_rate allows: the replay is not throttled
 	return cfg
 }
 

@@ -149,7 +149,7 @@ func TestBadInput(t *testing.T) {
 		require.Zero(t, ti.Retried, id)
 		require.False(t, h.recorder.done(id), "%s must not reach the handler", id)
 	}
-	require.Contains(t, archived["unknown-type"].LastErr, "handler not found")
+	require.Contains(t, archived["unknown-type"].LastErr, "no handler for the task type")
 	require.Equal(t, 1, archived["unknown-type"].Retried)
 
 	require.Len(t, h.recorder.byID["big-chaos"], 1)

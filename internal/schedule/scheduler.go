@@ -138,7 +138,8 @@ type entry struct {
 	Entry
 	spec      Spec
 	queue     string
-	retention time.Duration // the entry's own asynq.Retention, if any
+	retention time.Duration      // the entry's own asynq.Retention, if any
+	cancel    context.CancelFunc // ends its loop and its ticks; nil before Start
 
 	mu     sync.Mutex
 	status Status
@@ -204,6 +205,25 @@ func (s *Scheduler) Add(e Entry) error {
 		s.run(ent)
 	}
 	return nil
+}
+
+// Remove removes the entry named name and reports whether there was one.
+// Its loop ends, and a tick of it being retried is abandoned (another
+// worker has it, or has it not either if the whole fleet removes the
+// entry); Remove does not wait for them. The name may be added again.
+func (s *Scheduler) Remove(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.IndexFunc(s.entries, func(e *entry) bool { return e.Name == name })
+	if i < 0 {
+		return false
+	}
+	if c := s.entries[i].cancel; c != nil {
+		c()
+	}
+	s.entries = slices.Delete(s.entries, i, i+1)
+	delete(s.names, name)
+	return true
 }
 
 // Check checks an entry before it is added: a spec that Parse accepts, a
@@ -305,7 +325,9 @@ func (s *Scheduler) Status() []Status {
 // run starts e's loop; s.mu is held. The first tick is known when it
 // returns (Status shows it).
 func (s *Scheduler) run(e *entry) {
-	ctx, next := s.ctx, e.spec.Next(s.opts.Now())
+	ctx, cancel := context.WithCancel(s.ctx)
+	e.cancel = cancel
+	next := e.spec.Next(s.opts.Now())
 	e.setNext(next)
 	s.wg.Go(func() { s.loop(ctx, e, next) })
 }

@@ -219,3 +219,47 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Remove ends an entry's ticks at once, while the others keep ticking; the
+// name can be added again.
+func TestRemoveStopsAnEntry(t *testing.T) {
+	t.Parallel()
+	f := &fakeEnqueue{}
+	sch := schedule.New(schedule.Options{Enqueue: f.enqueue})
+	t.Cleanup(sch.Stop)
+	task := asynq.NewTask("t", nil)
+	require.NoError(t, sch.Add(schedule.Entry{Name: "gone", Spec: "@every 1s", Task: task}))
+	require.NoError(t, sch.Add(schedule.Entry{Name: "kept", Spec: "@every 1s", Task: task}))
+	require.False(t, sch.Remove("nothing"))
+	sch.Start()
+	count := func(name string) uint64 {
+		for _, st := range sch.Status() {
+			if st.Name == name {
+				return st.Counts[schedule.ResultEnqueued]
+			}
+		}
+		return 0
+	}
+	require.Eventually(t, func() bool { return count("gone") >= 1 }, 10*time.Second, 20*time.Millisecond)
+	require.True(t, sch.Remove("gone"))
+	require.False(t, sch.Remove("gone"))
+	require.Len(t, sch.Status(), 1)
+	prefix := func() int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		n := 0
+		for _, id := range f.ids {
+			if len(id) > 5 && id[:5] == "gone@" {
+				n++
+			}
+		}
+		return n
+	}
+	removed := prefix()
+	base := count("kept")
+	require.Eventually(t, func() bool { return count("kept") >= base+2 }, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, removed, prefix(), "a removed entry enqueues no more ticks")
+
+	require.NoError(t, sch.Add(schedule.Entry{Name: "gone", Spec: "@every 1s", Task: task}))
+	require.Eventually(t, func() bool { return count("gone") >= 1 }, 10*time.Second, 20*time.Millisecond)
+}

@@ -262,15 +262,20 @@ func TestOwnLogger(t *testing.T) {
 	require.Empty(t, h.Logs())
 }
 
-// By default Host.Redis is a Redis that is down: every call fails at once,
-// as the runtime's shared client does during an outage (it has no fallback).
-func TestRedisIsDownByDefault(t *testing.T) {
+// By default Host.Redis is the host's own Redis: it serves until RedisDown,
+// then every call fails, as the runtime's shared client does during an
+// outage (it has no fallback).
+func TestHostRedisFollowsTheOutageSwitch(t *testing.T) {
 	t.Parallel()
 	h := pluginstest.NewHost(t, pluginstest.Options{})
+	ctx := context.Background()
+	require.NoError(t, h.Redis().Set(ctx, "test:k", "v", 0).Err())
+	h.RedisDown()
 	begin := time.Now()
-	err := h.Redis().Set(context.Background(), "test:k", "v", 0).Err()
-	require.ErrorIs(t, err, redis.ErrClosed)
-	require.Less(t, time.Since(begin), 100*time.Millisecond)
+	require.Error(t, h.Redis().Get(ctx, "test:k").Err())
+	require.Less(t, time.Since(begin), 2*time.Second, "a call fails within the client's timeouts")
+	h.RedisUp()
+	require.Eventually(t, func() bool { return h.Redis().Ping(ctx).Err() == nil }, 5*time.Second, 10*time.Millisecond)
 
 	own := redis.NewClient(&redis.Options{Addr: "127.0.0.1:0"})
 	defer own.Close()
