@@ -1,7 +1,6 @@
 package taskhostcmd_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskhost/taskhost/internal/testlog"
 	"go.uber.org/goleak"
 )
 
@@ -70,23 +70,8 @@ func workerBinary(t *testing.T) string {
 	return binPath
 }
 
-// syncBuffer is a goroutine-safe bytes.Buffer for a child's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is the one goroutine-safe log buffer of the tests.
+type syncBuffer = testlog.Buffer
 
 // worker is a worker binary running as a child process.
 type worker struct {

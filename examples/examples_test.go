@@ -1,7 +1,6 @@
 package examples_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/taskhost/taskhost/internal/redistest"
+	"github.com/taskhost/taskhost/internal/testlog"
 )
 
 // The programs, built once per test binary in a module of their own.
@@ -116,22 +116,8 @@ type proc struct {
 	err  error
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is the one goroutine-safe log buffer of the tests.
+type syncBuffer = testlog.Buffer
 
 // start runs a built program with env added to the test's environment; it
 // is killed at the end of the test if still running.

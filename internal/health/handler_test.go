@@ -1,7 +1,6 @@
 package health_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskhost/taskhost/internal/health"
+	"github.com/taskhost/taskhost/internal/testlog"
 )
 
 const secret = "hunter2"
@@ -144,22 +144,8 @@ func setup(t testing.TB) *bundle {
 
 func (b *bundle) handler() *health.Handler { return health.NewHandler(b.opts) }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is the one goroutine-safe log buffer of the tests.
+type syncBuffer = testlog.Buffer
 
 func serve(t *testing.T, h http.Handler, method, path string) *httptest.ResponseRecorder {
 	t.Helper()

@@ -1,7 +1,6 @@
 package scaletest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/taskhost/taskhost"
 	"github.com/taskhost/taskhost/internal/health"
+	"github.com/taskhost/taskhost/internal/testlog"
 	"github.com/taskhost/taskhost/plugins"
 )
 
@@ -84,26 +84,11 @@ func runtimeConfig(sink string, queues ...string) taskhost.Config {
 	return cfg
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is the one goroutine-safe log buffer of the tests.
+type syncBuffer = testlog.Buffer
 
 // lines returns the log lines that contain sub.
-func (s *syncBuffer) lines(sub string) []string {
+func logLines(s *syncBuffer, sub string) []string {
 	var out []string
 	for _, l := range strings.Split(s.String(), "\n") {
 		if strings.Contains(l, sub) {

@@ -235,7 +235,7 @@ func runRuntimeFailover(t *testing.T, run runtimeFailoverRun) {
 		require.Less(t, killedAt.Sub(at), time.Second, "asynchronous replication loses only the last moment of writes")
 	}
 	// A completion that failed on the dying master: where is its task now?
-	syncLines := logs.lines("Will retry syncing")
+	syncLines := logLines(logs, "Will retry syncing")
 	res.syncRetried = len(syncLines)
 	for _, l := range syncLines {
 		m := syncTaskID.FindStringSubmatch(l)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/taskhost/taskhost/internal/redistest"
 	"github.com/taskhost/taskhost/internal/schedule"
+	"github.com/taskhost/taskhost/internal/testlog"
 )
 
 // TestFleetEnqueuesEachTickOnce runs three schedulers, started at different
@@ -203,22 +204,8 @@ func TestAddRefuses(t *testing.T) {
 	sch.Stop()
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is the one goroutine-safe log buffer of the tests.
+type syncBuffer = testlog.Buffer
 
 // Remove ends an entry's ticks at once, while the others keep ticking; the
 // name can be added again.

@@ -1,7 +1,6 @@
 package pluginstest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +25,7 @@ import (
 	"github.com/taskhost/taskhost/internal/pluginhost"
 	"github.com/taskhost/taskhost/internal/tasklog"
 	"github.com/taskhost/taskhost/internal/taskrun"
+	"github.com/taskhost/taskhost/internal/testlog"
 	"github.com/taskhost/taskhost/plugins"
 	"github.com/taskhost/taskhost/ratelimit"
 )
@@ -491,25 +491,4 @@ func (h *Host) Logs() string {
 	return h.logs.String()
 }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *lockedBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
+type lockedBuffer = testlog.Buffer
