@@ -264,7 +264,8 @@ func FuzzDecodeRecord(f *testing.F) {
 		require.Equal(t, s.ID, s2.ID)
 		require.Equal(t, s.Type, s2.Type)
 		require.Equal(t, s.Queue, s2.Queue)
-		require.Equal(t, s.Payload, s2.Payload)
+		// An empty payload may come back nil: the same task to asynq.
+		require.True(t, bytes.Equal(s.Payload, s2.Payload), "payload %q came back as %q", s.Payload, s2.Payload)
 		task, opts := s2.task()
 		require.Equal(t, s.Type, task.Type())
 		require.NotEmpty(t, opts)
