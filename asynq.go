@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -50,6 +51,16 @@ type queue struct {
 	scan     func()
 	stopScan func()
 	fetchers []*fetchClient // one per server
+	// order holds the weights of a reload; nil until one changes them
+	// (queueorder.go).
+	order atomic.Pointer[queueOrder]
+}
+
+// setWeights makes the fetchers draw their rounds from weights and strict
+// from their next round on. weights has the queues the servers started
+// with: Reload refuses another set.
+func (q *queue) setWeights(weights map[string]int, strict bool) {
+	q.order.Store(newQueueOrder(weights, strict))
 }
 
 // newQueue builds asynq's servers and inspector, and the scheduler, on rdb.
@@ -98,6 +109,7 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 	for i, c := range serverConfigs(base, w.Fetchers, q.hub != nil) {
 		fc := newFetchClient(q.guard.Client(rdb), q.hub, q.guard.Pipe(pipe), q.halt, queues, notifyWait, log.With("component", "queue"))
 		fc.syncBound, fc.await = syncBound(cfg.Redis), await
+		fc.rounds.order = &q.order
 		if i > 0 {
 			fc.idle = notifyWaitExtra
 			fc.standby = standbyWhileDown(ready, await)

@@ -122,6 +122,7 @@ type fetchClient struct {
 
 	// The rest is used only by asynq's processor goroutine, the one caller
 	// of the dequeue script.
+	rounds   roundOrder // the weights of a reload (queueorder.go)
 	round    []dequeueCall
 	timedOut bool // the last wait ended without a wake-up, a source live
 	polled   bool // the last wait ended without a wake-up, polling
@@ -200,14 +201,16 @@ func (f *fetchClient) EvalSha(ctx context.Context, sha string, keys []string, ar
 		}
 		return run(ctx)
 	}
+	keys, args = f.rounds.rewrite(keys, args)
 	if f.standby != nil {
 		f.standby(f.halt)
 	}
 	cmd := f.UniversalClient.EvalSha(ctx, sha, keys, args...)
-	if f.hub == nil {
-		return cmd
+	if f.hub != nil {
+		cmd = f.observe(ctx, cmd, dequeueCall{sha: sha, keys: keys, args: args})
 	}
-	return f.observe(ctx, cmd, dequeueCall{sha: sha, keys: keys, args: args})
+	f.rounds.advance(cmd.Err(), len(f.keys))
+	return cmd
 }
 
 // Eval is EvalSha's fallback after NOSCRIPT (a restarted Redis).
@@ -221,11 +224,16 @@ func (f *fetchClient) Eval(ctx context.Context, script string, keys []string, ar
 			return f.UniversalClient.Eval(ctx, script, keys, args...)
 		})
 	}
-	cmd := f.UniversalClient.Eval(ctx, script, keys, args...)
-	if f.hub == nil || !dequeueShaped(keys) || !f.isDequeue(sha, keys) {
-		return cmd
+	if !dequeueShaped(keys) || !f.isDequeue(sha, keys) {
+		return f.UniversalClient.Eval(ctx, script, keys, args...)
 	}
-	return f.observe(ctx, cmd, dequeueCall{script: script, keys: keys, args: args})
+	keys, args = f.rounds.rewrite(keys, args)
+	cmd := f.UniversalClient.Eval(ctx, script, keys, args...)
+	if f.hub != nil {
+		cmd = f.observe(ctx, cmd, dequeueCall{script: script, keys: keys, args: args})
+	}
+	f.rounds.advance(cmd.Err(), len(f.keys))
+	return cmd
 }
 
 // isDequeue recognizes asynq's dequeue script by its SHA-1, or, should an
@@ -318,6 +326,7 @@ func (f *fetchClient) waitRerun(ctx context.Context, round []dequeueCall) *redis
 			return nil
 		}
 		f.woken = true
+		round = f.rounds.refresh(round)
 		for _, c := range round {
 			res := f.run(ctx, c)
 			switch err := res.Err(); {

@@ -69,7 +69,8 @@ type RefusedKey struct {
 // Why a key needs a restart.
 const (
 	needsRestart  = "needs a restart"
-	queuesRestart = "asynq fixes the queues and their weights when its servers start; restart to apply"
+	queuesRestart = "adding or removing a queue needs a restart: asynq's forwarder and recoverer, and the wake-ups, " +
+		"watch the queues the worker started with (weights reload)"
 )
 
 // reloadState is what Reload keeps: the config that runs and its
@@ -116,10 +117,12 @@ func (r *Runtime) Config() Config { return *r.rl.cur.Load() }
 // These keys apply at once: log.level and log.format (when the logger came
 // from NewLogger), ratelimit.limits (a changed or new name; limiters that
 // plugins hold follow), ratelimit.tasks, plugins.<id> for a plugin that
-// implements plugins.Reloader, and schedules.<name> (a changed, new or
+// implements plugins.Reloader, schedules.<name> (a changed, new or
 // removed entry, checked as at start, a plugin handling its type included;
-// the schedules plugins registered are untouched). Any other change, such as redis.*,
-// health.addr or worker.queues, needs a restart: Reload then applies
+// the schedules plugins registered are untouched), the weights of
+// worker.queues and worker.strict_priority (from each fetcher's next
+// dequeue round). Any other change, such as redis.*, health.addr or a
+// queue added to or removed from worker.queues, needs a restart: Reload then applies
 // nothing, logs one line naming each such key, and returns
 // ErrReloadRefused. A config that does not load or validate is refused
 // with an error matching ErrInvalidConfig. Either way the worker keeps
@@ -202,6 +205,9 @@ func (r *Runtime) Reload(ctx context.Context) (ReloadResult, error) {
 	if tasksChanged {
 		s.tasks.set(taskMW)
 	}
+	if changedUnder(changes, "worker.queues") || changedUnder(changes, "worker.strict_priority") {
+		r.queue.setWeights(cfg.Worker.Queues, cfg.Worker.StrictPriority)
+	}
 	if changedUnder(changes, "log") {
 		s.logs.Set(logLevel(cfg.Log), cfg.Log.Format)
 	}
@@ -261,7 +267,12 @@ func (r *Runtime) refusal(c reload.Change) string {
 	case reload.Under(k, SchedulesKey):
 		return ""
 	case reload.Under(k, "worker.queues"):
-		return queuesRestart
+		if c.Kind != reload.Changed || k == "worker.queues" {
+			return queuesRestart
+		}
+		return "" // a weight
+	case k == "worker.strict_priority":
+		return ""
 	case reload.Under(k, "plugins"):
 		id, _, _ := strings.Cut(strings.TrimPrefix(k, "plugins."), ".")
 		provisioned, reloads := r.plugins.Provisioned(id)

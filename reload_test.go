@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskhost/taskhost"
@@ -158,7 +162,7 @@ func TestReloadAppliesWhatCanChangeAndRefusesTheRest(t *testing.T) {
 	src.set(func(c *taskhost.Config) {
 		c.RateLimit.Limits["api"] = "1-S"
 		c.Redis.DB = 3
-		c.Worker.Queues = map[string]int{"default": 2}
+		c.Worker.Queues = map[string]int{"default": 1, "extra": 1}
 		c.Plugins["rl-fixed"] = map[string]any{"x": 1}
 		delete(c.RateLimit.Limits, "other")
 	})
@@ -170,11 +174,11 @@ func TestReloadAppliesWhatCanChangeAndRefusesTheRest(t *testing.T) {
 		refused = append(refused, k.Key)
 		require.NotEmpty(t, k.Reason)
 	}
-	require.Equal(t, []string{"plugins.rl-fixed.x", "ratelimit.limits.other", "redis.db", "worker.queues.default"}, refused)
+	require.Equal(t, []string{"plugins.rl-fixed.x", "ratelimit.limits.other", "redis.db", "worker.queues.extra"}, refused)
 	require.Equal(t, int64(3), api.Rate().Limit, "nothing applied")
 	require.Equal(t, int64(2), res.Generation, "the running generation stays")
 	require.Contains(t, logs.String(), "config reload refused")
-	require.Contains(t, logs.String(), "worker.queues.default (asynq fixes the queues")
+	require.Contains(t, logs.String(), "worker.queues.extra (adding or removing a queue")
 
 	// A plugin refusing its section fails the reload; one reloaded before it
 	// gets its previous section back.
@@ -207,4 +211,53 @@ func TestReloadWithoutASource(t *testing.T) {
 	_, err := rt.Reload(context.Background())
 	require.ErrorIs(t, err, taskhost.ErrNoConfigSource)
 	_ = time.Second
+}
+
+// A reload changes the queues' weights and strict priority from the
+// fetchers' next round: with low first before the reload and critical first
+// after it, the paused backlog of both drains critical first. A queue added
+// or removed is refused, naming the key.
+func TestReloadQueueWeights(t *testing.T) {
+	t.Parallel()
+	e := spdSetup(t, func(c *taskhost.Config) {
+		c.Worker.Fetchers, c.Worker.Concurrency = 2, 2
+		c.Worker.Queues = map[string]int{"critical": 1, "low": 3}
+		c.Worker.StrictPriority = true
+	})
+	src := &source{cfg: e.cfg}
+	src.cfg, _ = src.load(context.Background())
+	rt, err := taskhost.New(e.cfg, taskhost.Options{Logger: taskhost.NewLogger(e.cfg.Log, io.Discard), ConfigSource: src.load})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, e.ins.PauseQueue("critical"))
+	require.NoError(t, e.ins.PauseQueue("low"))
+	for range 100 {
+		e.enqueue(t, asynq.Queue("low"))
+		e.enqueue(t, asynq.Queue("critical"))
+	}
+	require.NoError(t, rt.Start(ctx))
+	t.Cleanup(func() { require.NoError(t, rt.Stop(context.Background())) })
+
+	src.set(func(c *taskhost.Config) { c.Worker.Queues = map[string]int{"critical": 3, "low": 1, "extra": 1} })
+	res, err := rt.Reload(ctx)
+	require.ErrorIs(t, err, taskhost.ErrReloadRefused)
+	require.Equal(t, "worker.queues.extra", res.Refused[0].Key)
+	require.Contains(t, res.Refused[0].Reason, "adding or removing a queue needs a restart")
+
+	src.set(func(c *taskhost.Config) { c.Worker.Queues = map[string]int{"critical": 3, "low": 1} })
+	res, err = rt.Reload(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"worker.queues.critical", "worker.queues.low"}, res.Applied)
+	require.Equal(t, 3, rt.Config().Worker.Queues["critical"])
+
+	// Unpause both at once, so that neither queue gets a head start.
+	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	require.NoError(t, rdb.Del(ctx, "asynq:{critical}:paused", "asynq:{low}:paused").Err())
+	e.waitCount(t, 200, 30*time.Second)
+	e.rec.mu.Lock()
+	defer e.rec.mu.Unlock()
+	firstLow := slices.Index(e.rec.order, "low")
+	// Each fetcher may hold one dequeue it began before critical ran out.
+	require.GreaterOrEqual(t, firstLow, 100-2, "first low task started at position %d", firstLow)
 }
