@@ -54,6 +54,9 @@ type queue struct {
 	// order holds the weights of a reload; nil until one changes them
 	// (queueorder.go).
 	order atomic.Pointer[queueOrder]
+	// batch answers the fetchers' dequeues with batches (batchdequeue.go);
+	// nil with worker.dequeue_batch 1.
+	batch *batcher
 }
 
 // setWeights makes the fetchers draw their rounds from weights and strict
@@ -106,10 +109,21 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 		// (measured: -20% drain throughput); several fetchers hide that.
 		pipe = autoPipeliner(raw, log.With("component", "queue"))
 	}
+	if w.DequeueBatch > 1 {
+		q.batch = newBatcher(rdb, q.guard, w.DequeueBatch, w.Concurrency, log.With("component", "queue"))
+		if h := q.hub; h != nil {
+			q.batch.wake = func() {
+				if h.waiting.Load() > 0 {
+					h.wakeAll()
+				}
+			}
+		}
+	}
 	for i, c := range serverConfigs(base, w.Fetchers, q.hub != nil) {
 		fc := newFetchClient(q.guard.Client(rdb), q.hub, q.guard.Pipe(pipe), q.halt, queues, notifyWait, log.With("component", "queue"))
 		fc.syncBound, fc.await = syncBound(cfg.Redis), await
 		fc.rounds.order = &q.order
+		fc.batch = q.batch
 		if i > 0 {
 			fc.idle = notifyWaitExtra
 			fc.standby = standbyWhileDown(ready, await)
@@ -157,6 +171,9 @@ func (q *queue) start(handler asynq.Handler) error {
 	if q.hub != nil {
 		q.hub.start()
 	}
+	if q.batch != nil {
+		handler = q.batch.track(handler)
+	}
 	for i, s := range q.servers {
 		if err := s.Start(handler); err != nil {
 			q.shutdownServers(q.servers[:i])
@@ -182,6 +199,9 @@ func (q *queue) schedulesChanged() {
 func (q *queue) stopFetching() {
 	q.haltOnce.Do(func() { close(q.halt) })
 	parallel(q.servers, (*asynq.Server).Stop)
+	if q.batch != nil {
+		q.batch.close()
+	}
 }
 
 // shutdown stops the scheduler, then the servers: fetching first on all,

@@ -117,6 +117,11 @@ type WorkerConfig struct {
 	// Fetchers is how many asynq servers share Concurrency, each fetching
 	// tasks on its own (see fetchers.go).
 	Fetchers int `koanf:"fetchers"`
+	// DequeueBatch is the most tasks one dequeue round trip takes from a
+	// queue: the first for the fetcher that asked, the others for the next
+	// dequeues of that queue, never more than the worker has free slots for
+	// (see batchdequeue.go). 1 takes one task per round trip, as asynq does.
+	DequeueBatch int `koanf:"dequeue_batch"`
 	// Wakeup selects how idle fetchers learn of new tasks: auto (blocking
 	// reads on the pending lists; only reads, never changes the server's
 	// config), notify (Redis keyspace notifications, turned on with CONFIG
@@ -221,6 +226,7 @@ func DefaultConfig() Config {
 			RetryMaxDelay:   time.Hour,
 			MaxPayloadBytes: DefaultMaxPayloadBytes,
 			Fetchers:        4,
+			DequeueBatch:    16,
 			Wakeup:          "auto",
 			AutoPipeline:    true,
 		},

@@ -102,6 +102,7 @@ var bounds = []bound{
 	{key: "worker.retry_max_delay", lo: 10 * ms, hi: 30 * 24 * hr},
 	{key: "worker.max_payload_bytes", lo: kib, hi: 64 * mib, noun: "a size in bytes"},
 	{key: "worker.fetchers", lo: 1, hi: 64, noun: "a fetcher count"},
+	{key: "worker.dequeue_batch", lo: 1, hi: 1000, noun: "a task count"},
 	{key: "health.timeout", lo: 10 * ms, hi: mnt},
 	{key: "cache.max_value_bytes", lo: 1, hi: 64 * mib, noun: "a size in bytes"},
 	{key: "cache.memory.max_entries", lo: 1, hi: 1000000, noun: "an entry count"},

@@ -72,6 +72,9 @@ func (q *queue) shutdownServers(servers []*asynq.Server) {
 	q.release()
 	q.haltOnce.Do(func() { close(q.halt) })
 	parallel(servers, (*asynq.Server).Stop)
+	if q.batch != nil {
+		q.batch.close() // held tasks back to their queues
+	}
 	parallel(servers, (*asynq.Server).Shutdown)
 	if q.hub != nil {
 		q.hub.stop()
@@ -123,6 +126,7 @@ type fetchClient struct {
 	// The rest is used only by asynq's processor goroutine, the one caller
 	// of the dequeue script.
 	rounds   roundOrder // the weights of a reload (queueorder.go)
+	batch    *batcher   // worker.dequeue_batch > 1 (batchdequeue.go)
 	round    []dequeueCall
 	timedOut bool // the last wait ended without a wake-up, a source live
 	polled   bool // the last wait ended without a wake-up, polling
@@ -201,13 +205,14 @@ func (f *fetchClient) EvalSha(ctx context.Context, sha string, keys []string, ar
 		}
 		return run(ctx)
 	}
-	keys, args = f.rounds.rewrite(keys, args)
 	if f.standby != nil {
 		f.standby(f.halt)
 	}
-	cmd := f.UniversalClient.EvalSha(ctx, sha, keys, args...)
+	keys, args = f.rounds.rewrite(keys, args) // after standby: with the weights of now
+	call := dequeueCall{sha: sha, keys: keys, args: args}
+	cmd := f.run(ctx, call)
 	if f.hub != nil {
-		cmd = f.observe(ctx, cmd, dequeueCall{sha: sha, keys: keys, args: args})
+		cmd = f.observe(ctx, cmd, call)
 	}
 	f.rounds.advance(cmd.Err(), len(f.keys))
 	return cmd
@@ -228,9 +233,13 @@ func (f *fetchClient) Eval(ctx context.Context, script string, keys []string, ar
 		return f.UniversalClient.Eval(ctx, script, keys, args...)
 	}
 	keys, args = f.rounds.rewrite(keys, args)
-	cmd := f.UniversalClient.Eval(ctx, script, keys, args...)
+	call := dequeueCall{script: script, keys: keys, args: args}
+	if sha == dequeueScriptSHA {
+		call.sha = sha // asynq's EVAL after NOSCRIPT: the batcher may answer it
+	}
+	cmd := f.run(ctx, call)
 	if f.hub != nil {
-		cmd = f.observe(ctx, cmd, dequeueCall{script: script, keys: keys, args: args})
+		cmd = f.observe(ctx, cmd, call)
 	}
 	f.rounds.advance(cmd.Err(), len(f.keys))
 	return cmd
@@ -344,6 +353,9 @@ func (f *fetchClient) waitRerun(ctx context.Context, round []dequeueCall) *redis
 }
 
 func (f *fetchClient) run(ctx context.Context, c dequeueCall) *redis.Cmd {
+	if f.batch != nil && c.sha == dequeueScriptSHA && len(c.keys) == 4 && len(c.args) == 2 {
+		return f.batch.take(ctx, c.keys, c.args)
+	}
 	if c.script != "" {
 		return f.UniversalClient.Eval(ctx, c.script, c.keys, c.args...)
 	}

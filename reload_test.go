@@ -259,5 +259,5 @@ func TestReloadQueueWeights(t *testing.T) {
 	defer e.rec.mu.Unlock()
 	firstLow := slices.Index(e.rec.order, "low")
 	// Each fetcher may hold one dequeue it began before critical ran out.
-	require.GreaterOrEqual(t, firstLow, 100-2, "first low task started at position %d", firstLow)
+	require.GreaterOrEqual(t, firstLow, 100-2, "first low task started at position %d: %v", firstLow, e.rec.order[:20])
 }

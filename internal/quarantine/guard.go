@@ -221,6 +221,47 @@ func (g *Guard) dequeue(ctx context.Context, c scripter, keys []string, args []a
 	return errCmd(ctx, redis.Nil)
 }
 
+// Taken is a task that DequeueBatch took: its ID and its msg.
+type Taken struct{ ID, Msg string }
+
+// DequeueBatch is the guarded dequeue of up to n tasks of one queue in one
+// round trip, with asynq's dequeue keys and arguments (pending, paused,
+// active and lease keys; lease expiry and task key prefix). Each task taken
+// is active with that lease, as asynq's dequeue leaves it; poison is set
+// aside as by the guarded dequeue. The msgs together hold at most the msg
+// size limit in bytes, or one msg. It returns redis.Nil when the queue is
+// paused or has nothing to give.
+func (g *Guard) DequeueBatch(ctx context.Context, c scripter, keys []string, args []any, n int) ([]Taken, error) {
+	queue := queueOf(keys[0])
+	argv := append(append([]any{args[0], args[1], g.limit}, g.archiveArgs()...), max(n, 1), g.limit)
+	for range maxSetAsideRounds {
+		res, err := guardedDequeueBatch.Run(ctx, c, keys, argv...).Slice()
+		if err != nil {
+			return nil, err
+		}
+		if len(res) != 3 {
+			return nil, fmt.Errorf("queue guard: unexpected reply of the batched dequeue script: %d items", len(res))
+		}
+		g.report(queue, ReasonOversized, "pending", res[1])
+		g.report(queue, ReasonMissing, "pending", res[2])
+		pairs, _ := res[0].([]any)
+		out := make([]Taken, 0, len(pairs)/2)
+		for i := 0; i+1 < len(pairs); i += 2 {
+			id, _ := pairs[i].(string)
+			msg, _ := pairs[i+1].(string)
+			if reason, detail := check([]byte(msg), id, queue); reason != "" {
+				g.setAside(ctx, c, queue, id, reason, detail, "pending", int64(len(msg)))
+				continue
+			}
+			out = append(out, Taken{ID: id, Msg: msg})
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+	}
+	return nil, redis.Nil
+}
+
 func (g *Guard) listLeaseExpired(ctx context.Context, c scripter, keys []string, args []any) *redis.Cmd {
 	queue := queueOf(keys[0])
 	argv := append(append([]any{args[0], args[1], g.limit}, g.archiveArgs()...), g.limit)

@@ -130,6 +130,51 @@ if #archived == 0 and #aside == 0 then return nil end
 return {false, false, archived, aside}
 `)
 
+// guardedDequeueBatch is guardedDequeue for up to ARGV[9] tasks of one
+// queue in one call: it pops tasks as guardedDequeue does, until it holds
+// ARGV[9] of them or their msgs would pass ARGV[10] bytes (it always takes
+// one; a task that would pass the budget goes back to the head of the
+// line). ARGV[1..8] are guardedDequeue's. It returns {{id, msg, id, msg,
+// ...}, {archived ids}, {set-aside ids}}, or nil when the queue is paused,
+// or empty with nothing set aside.
+var guardedDequeueBatch = redis.NewScript(luaLib + `
+if redis.call("EXISTS", KEYS[2]) == 1 then return nil end
+local qp = string.sub(ARGV[2], 1, -3)
+local limit = tonumber(ARGV[3])
+local cfg = archcfg(4)
+local want = tonumber(ARGV[9])
+local budget = tonumber(ARGV[10])
+local got, archived, aside = {}, {}, {}
+local bytes = 0
+for i = 1, want + 8 do
+	if #got >= want * 2 then break end
+	local id = redis.call("RPOPLPUSH", KEYS[1], KEYS[3])
+	if not id then break end
+	local key = ARGV[2] .. id
+	local n = redis.call("HSTRLEN", key, "msg")
+	if n > limit then
+		archive(qp, id, n, limit, cfg)
+		table.insert(archived, id)
+	elseif n == 0 then
+		setaside(qp, id, "missing", cfg.now, "pending")
+		table.insert(aside, id)
+	elseif #got > 0 and bytes + n > budget then
+		redis.call("LREM", KEYS[3], 1, id)
+		redis.call("RPUSH", KEYS[1], id)
+		break
+	else
+		redis.call("HSET", key, "state", "active")
+		redis.call("HDEL", key, "pending_since")
+		redis.call("ZADD", KEYS[4], ARGV[1], id)
+		table.insert(got, id)
+		table.insert(got, redis.call("HGET", key, "msg"))
+		bytes = bytes + n
+	end
+end
+if #got == 0 and #archived == 0 and #aside == 0 then return nil end
+return {got, archived, aside}
+`)
+
 // guardedListLeaseExpired is asynq's listing of lease-expired tasks with
 // the guard: missing msgs are set aside, oversized ones archived, and the
 // reply holds at most ARGV[9] bytes of msgs (at least one msg), so that its
