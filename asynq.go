@@ -57,6 +57,9 @@ type queue struct {
 	// batch answers the fetchers' dequeues with batches (batchdequeue.go);
 	// nil with worker.dequeue_batch 1.
 	batch *batcher
+	// logLevel is log.level for asynq's own lines (asynqLogger.min); a
+	// reload sets it.
+	logLevel slog.LevelVar
 }
 
 // setWeights makes the fetchers draw their rounds from weights and strict
@@ -70,11 +73,11 @@ func (q *queue) setWeights(weights map[string]int, strict bool) {
 // None of them closes rdb: asynq's …FromRedisClient constructors leave that to the
 // runtime, which closes it last.
 func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *tracing.Tracer) *queue {
-	alog := asynqLogger{l: log.With("component", "asynq")}
-	level := asynqLevel(cfg.Log)
 	w := cfg.Worker
 	q := &queue{mux: asynq.NewServeMux(), release: func() {}, halt: make(chan struct{}), stopScan: func() {},
 		guard: quarantine.New(quarantine.Options{MaxPayloadBytes: cfg.Worker.MaxPayloadBytes, Logger: log})}
+	q.logLevel.Set(logLevel(cfg.Log))
+	alog := asynqLogger{l: log.With("component", "asynq"), min: &q.logLevel}
 	raw, ready, await := rdb, func() bool { return true }, func(context.Context) bool { return true }
 	if qc, ok := rdb.(*queueClient); ok {
 		q.release = qc.release
@@ -92,7 +95,9 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 		// window resets. It costs one command per queue per second.
 		DelayedTaskCheckInterval: time.Second,
 		Logger:                   alog,
-		LogLevel:                 level,
+		// asynqLogger filters at the reloadable log.level, before formatting;
+		// asynq's own level is fixed at start.
+		LogLevel: asynq.DebugLevel,
 		// The state monitor watches Redis; asynq's own check would only log.
 		HealthCheckFunc: func(error) {},
 	}

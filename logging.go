@@ -30,7 +30,19 @@ func logLevel(cfg LogConfig) slog.Level {
 }
 
 // asynqLogger adapts asynq's Logger interface to slog, under component=asynq.
-type asynqLogger struct{ l *slog.Logger }
+//
+// asynq runs at its DebugLevel and leaves the filtering to it: a line is
+// dropped, before anything is formatted, unless l logs its level and the
+// level is at least min (log.level). A reload of log.level moves both: the
+// level of a logger from NewLogger, and min. (asynq's own level is fixed when
+// its server is built, and its …f methods format before checking it anyway.)
+type asynqLogger struct {
+	l *slog.Logger
+	// min is the lowest level logged; nil logs whatever l logs. It keeps
+	// asynq's debug lines out of a program's own debug logger when
+	// log.level is above debug, as asynq's level did before.
+	min *slog.LevelVar
+}
 
 var _ asynq.Logger = asynqLogger{}
 
@@ -50,15 +62,25 @@ var asynqDetail = []string{
 	"Scheduler shutting down", "Scheduler stopped", "Retry exhausted for task",
 }
 
+// enabled reports whether a line at level is logged.
+func (a asynqLogger) enabled(level slog.Level) bool {
+	return (a.min == nil || level >= a.min.Level()) && a.l.Enabled(context.Background(), level)
+}
+
 func (a asynqLogger) log(level slog.Level, args ...any) {
+	if !a.enabled(level) { // a demoted line would be lower still
+		return
+	}
 	msg := strings.TrimSuffix(fmt.Sprint(args...), "\n")
 	if level == slog.LevelError && strings.Contains(msg, sharedCloseNoise) {
 		return
 	}
-	if level <= slog.LevelWarn {
+	if level <= slog.LevelWarn && level > slog.LevelDebug {
 		for _, p := range asynqDetail {
 			if strings.HasPrefix(msg, p) {
-				level = slog.LevelDebug
+				if level = slog.LevelDebug; !a.enabled(level) {
+					return
+				}
 				break
 			}
 		}
@@ -74,18 +96,3 @@ func (a asynqLogger) Error(args ...any) { a.log(slog.LevelError, args...) }
 // Fatal logs at ERROR. asynq calls it for unrecoverable states; the runtime
 // reports the failure through Run's error instead of exiting the process here.
 func (a asynqLogger) Fatal(args ...any) { a.log(slog.LevelError, args...) }
-
-// asynqLevel maps a slog level name to asynq's level, so asynq does not
-// format messages that would be dropped.
-func asynqLevel(cfg LogConfig) asynq.LogLevel {
-	switch strings.ToLower(cfg.Level) {
-	case "debug":
-		return asynq.DebugLevel
-	case "warn", "warning":
-		return asynq.WarnLevel
-	case "error":
-		return asynq.ErrorLevel
-	default:
-		return asynq.InfoLevel
-	}
-}

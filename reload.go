@@ -210,6 +210,7 @@ func (r *Runtime) Reload(ctx context.Context) (ReloadResult, error) {
 	}
 	if changedUnder(changes, "log") {
 		s.logs.Set(logLevel(cfg.Log), cfg.Log.Format)
+		r.queue.logLevel.Set(logLevel(cfg.Log)) // asynq's lines (asynqLogger)
 	}
 	if len(schedNames) > 0 {
 		r.reloadSchedules(schedNames, schedEntries)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/taskhost/taskhost"
 	"github.com/taskhost/taskhost/internal/redistest"
+	"github.com/taskhost/taskhost/internal/testlog"
 	"github.com/taskhost/taskhost/plugins"
 )
 
@@ -260,4 +262,41 @@ func TestReloadQueueWeights(t *testing.T) {
 	firstLow := slices.Index(e.rec.order, "low")
 	// Each fetcher may hold one dequeue it began before critical ran out.
 	require.GreaterOrEqual(t, firstLow, 100-2, "first low task started at position %d: %v", firstLow, e.rec.order[:20])
+}
+
+// A reload of log.level reaches asynq's own lines: at warn the runtime logs
+// none of them; after a reload to debug, asynq's processor reports each
+// empty poll, and its servers their shutdown, at DEBUG.
+func TestReloadLogLevelReachesAsynq(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	cfg := testConfig(t, s.Addr())         // log.level warn
+	cfg.Worker.Wakeup = taskhost.WakeupOff // asynq polls the empty queue itself
+	src := &source{cfg: cfg}
+	src.cfg, _ = src.load(context.Background())
+	var logs testlog.Buffer
+	rt, err := taskhost.New(cfg, taskhost.Options{Logger: taskhost.NewLogger(cfg.Log, &logs), ConfigSource: src.load})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, rt.Start(ctx))
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			require.NoError(t, rt.Stop(context.Background()))
+		}
+	})
+	// asynq's servers log "Starting processing" as they start, in Start.
+	require.NotContains(t, logs.String(), "component=asynq", "at warn, asynq logs nothing")
+
+	src.set(func(c *taskhost.Config) { c.Log.Level = "debug" })
+	res, err := rt.Reload(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"log.level"}, res.Applied)
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), `level=DEBUG msg="All queues are empty" component=asynq`)
+	}, 10*time.Second, 20*time.Millisecond, "asynq's debug line, which asynq dropped at its start level")
+
+	stopped = true
+	require.NoError(t, rt.Stop(ctx))
+	require.Contains(t, logs.String(), `level=DEBUG msg="Starting graceful shutdown" component=asynq`)
 }

@@ -1,12 +1,16 @@
 package taskhostcmd_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +18,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskhost/taskhost"
+	taskhostcmd "github.com/taskhost/taskhost/cmd"
 	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/redistest"
 )
@@ -183,4 +189,120 @@ func lastLine(s, sub string) string {
 		}
 	}
 	return ""
+}
+
+func reloadCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := taskhostcmd.Run(context.Background(), append([]string{"reload"}, args...), &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// reloadListener answers POST /reload as a worker's admin listener would
+// (worker true) or as some other process, and counts the requests.
+func reloadListener(t *testing.T, worker bool) (string, *atomic.Int32) {
+	t.Helper()
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if worker {
+			w.Header().Set(taskhost.WorkerHeader, "test")
+		}
+		if r.Method != http.MethodPost || r.URL.Path != "/reload" {
+			http.NotFound(w, r)
+			return
+		}
+		n.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"outcome":"applied","generation":2,"loaded_at":"2026-01-02T03:04:05Z","applied":["log.level"]}`))
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://"), &n
+}
+
+// TestReloadResolvesTheWorkerAsHealthDoes: without a URL, `worker reload`
+// asks the worker at health.addr of the -config file, -health-addr over the
+// file, as `worker health` does; a named file that does not exist is a
+// config error, and a listener that is not a worker's is not taken for one.
+func TestReloadResolvesTheWorkerAsHealthDoes(t *testing.T) {
+	t.Parallel()
+	worker, hits := reloadListener(t, true)
+	other, otherHits := reloadListener(t, false)
+
+	code, out, errOut := reloadCLI(t, "-config", healthAddrConfig(t, worker))
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "applied generation=2 keys=log.level\n", out)
+	require.Equal(t, int32(1), hits.Load())
+
+	code, out, errOut = reloadCLI(t, "-config", healthAddrConfig(t, other), "-health-addr", worker)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "applied")
+	require.Equal(t, int32(2), hits.Load(), "the flag over the file")
+
+	// A wildcard listen address is asked on loopback.
+	_, port, _ := strings.Cut(worker, ":")
+	code, _, errOut = reloadCLI(t, "-config", healthAddrConfig(t, "0.0.0.0:"+port))
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, int32(3), hits.Load())
+
+	code, _, errOut = reloadCLI(t, "-config", healthAddrConfig(t, other))
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "is not a taskhost worker's admin listener")
+
+	// An explicit URL or host:port is asked as given.
+	code, _, errOut = reloadCLI(t, worker)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, int32(4), hits.Load())
+	code, _, errOut = reloadCLI(t, "http://"+worker+"/reload")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, int32(5), hits.Load())
+	require.Equal(t, int32(1), otherHits.Load())
+
+	code, _, errOut = reloadCLI(t, "-config", filepath.Join(t.TempDir(), "absent.yaml"))
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "absent.yaml")
+	code, _, errOut = reloadCLI(t, "-config", healthAddrConfig(t, "nowhere"))
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "health.addr")
+	code, _, _ = reloadCLI(t, "a", "b")
+	require.Equal(t, 2, code)
+	code, _, errOut = reloadCLI(t, "-pid", "1", "-config", healthAddrConfig(t, worker))
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "-pid cannot be given with")
+	code, _, _ = reloadCLI(t, "-h")
+	require.Equal(t, 0, code)
+	require.Equal(t, int32(5), hits.Load())
+}
+
+// A running worker is reloaded through `worker reload -config` with
+// health.addr in the file; without -config, the default config.yaml being
+// absent is no error and HEALTH_ADDR finds the worker, as for worker health.
+func TestReloadFindsTheWorkerThroughConfig(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	addr := freeAddr(t)
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	writeConfig(t, path, "redis:\n  url: "+s.URL()+"\nhealth:\n  addr: "+addr+"\n")
+	// baseEnv's HEALTH_ADDR would win over the file: the worker gets the
+	// same address from the environment, `worker reload` from the file only.
+	w := startWorker(t, workerEnv(s, "HEALTH_ADDR="+addr), "-config", path)
+	base := w.healthURL(t)
+	require.Equal(t, "http://"+addr, base)
+	waitReadyz(t, base, http.StatusOK, 10*time.Second)
+
+	cfg := "redis:\n  url: " + s.URL() + "\nhealth:\n  addr: " + addr + "\nlog:\n  format: json\n"
+	writeConfig(t, path, cfg)
+	code, out, errOut := reloadCLI(t, "-config", path)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "applied generation=2 keys=log.format\n", out)
+	w.waitLog(t, `"msg":"config reloaded"`, 5*time.Second)
+
+	// The binary in an empty directory: no config.yaml, HEALTH_ADDR.
+	writeConfig(t, path, cfg+"ratelimit:\n  tasks:\n    webhook:deliver: 10-S\n")
+	code, out, errOut = runWorker(t, []string{"HEALTH_ADDR=" + addr}, "reload")
+	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
+	require.Contains(t, out, "applied generation=3 keys=ratelimit.tasks.webhook:deliver")
+	require.Equal(t, int64(3), healthConfig(t, base).Generation)
+
+	w.signal(t, syscall.SIGTERM)
+	require.Equal(t, 0, w.wait(t, 20*time.Second))
 }

@@ -40,7 +40,7 @@ func newWorkerFlags(stderr io.Writer) *workerFlags {
 	f.override("log-format", "log.format", "log `format`: text or json")
 	f.override("concurrency", "worker.concurrency", "tasks processed at once (`n`)")
 	f.fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: worker [flags]\n       worker health [URL]\n       worker enqueue -type T -payload JSON [flags]\n       worker doctor [-dry-run] [flags]\n       worker reload [-pid N | URL]\n\nflags:")
+		fmt.Fprintln(stderr, "usage: worker [flags]\n       worker health [-config FILE] [URL]\n       worker enqueue -type T -payload JSON [flags]\n       worker doctor [-dry-run] [flags]\n       worker reload [-config FILE] [-pid N | URL]\n\nflags:")
 		f.fs.PrintDefaults()
 	}
 	return f

@@ -129,10 +129,11 @@ func (w *Webhook) deliver(ctx context.Context, d Delivery) (err error) {
 	// The worker's "task done" or "task failed" line names the destination
 	// and, below, the status.
 	plugins.AnnotateTask(ctx, "host", u.Host)
+	s := w.cur.Load() // one generation of the settings for the whole delivery
 
-	if w.limiter != nil {
+	if s.limiter != nil {
 		host := strings.ToLower(u.Hostname())
-		res, err := w.limiter.Allow(ctx, host)
+		res, err := s.limiter.Allow(ctx, host)
 		if err != nil {
 			return fmt.Errorf("webhook: %s: rate limiter: %w", where, err)
 		}
@@ -157,14 +158,14 @@ func (w *Webhook) deliver(ctx context.Context, d Delivery) (err error) {
 	if req.Header.Get("User-Agent") == "" {
 		req.Header.Set("User-Agent", "taskhost-webhook/1")
 	}
-	if len(w.secret) > 0 {
+	if len(s.secret) > 0 {
 		ts := strconv.FormatInt(w.now().Unix(), 10)
 		req.Header.Set(HeaderTimestamp, ts)
-		req.Header.Set(HeaderSignature, Sign(w.secret, ts, []byte(d.Body)))
+		req.Header.Set(HeaderSignature, Sign(s.secret, ts, []byte(d.Body)))
 	}
 
 	start := time.Now()
-	resp, err := w.client.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		err = stripURL(err)
 		if isPermanent(err) {

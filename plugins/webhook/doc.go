@@ -60,4 +60,18 @@
 // A receiver recomputes the HMAC over the timestamp header, a dot and the raw
 // body, compares it in constant time and refuses old timestamps; Verify does
 // all three. The secret is never logged or returned in an error.
+//
+// # Reload
+//
+// The plugin implements plugins.Reloader, and every key reloads (SIGHUP,
+// `worker reload`). The new section is checked as at start (a bad one is
+// refused, naming the key, and nothing changes), then applies from the next
+// delivery; one under way finishes with the settings it started with.
+//   - rate: the per-host counters carry on; the new rate applies in the
+//     current window.
+//   - signing_secret: the next attempt, a retry included, is signed with the
+//     new secret. Have receivers accept both secrets before the reload.
+//   - timeout and allow_hosts: a new HTTP client, with an empty connection
+//     pool, so no connection opened under the old allow_hosts is reused. The
+//     old client's idle connections are closed.
 package webhook

@@ -243,7 +243,7 @@ func TestSecretNeverShown(t *testing.T) {
 	require.Contains(t, cfg.String(), "signing_secret:***")
 	h.Logger().Info("config", "cfg", cfg)
 	require.NotContains(t, h.Logs(), secret)
-	require.NotContains(t, w.cfg.String(), secret)
+	require.NotContains(t, w.cur.Load().cfg.String(), secret)
 
 	// A config error does not show the value either.
 	h2 := pluginstest.NewHost(t, pluginstest.Options{ID: ID, Config: map[string]any{"signing_secret": []any{secret}}})
@@ -336,8 +336,8 @@ func TestSSRFRedirectIntoLoopbackByDefault(t *testing.T) {
 		http.Redirect(w, r, inner.URL, http.StatusTemporaryRedirect)
 	})
 	w, h := setup(t, nil)
-	w.guard.hosts["localhost"] = true // stands in for a public name
-	require.True(t, w.guard.prefixes == nil)
+	w.cur.Load().guard.hosts["localhost"] = true // stands in for a public name
+	require.True(t, w.cur.Load().guard.prefixes == nil)
 	err := deliver(t, h, Delivery{URL: strings.Replace(outer.URL, "127.0.0.1", "localhost", 1)})
 	require.ErrorIs(t, err, asynq.SkipRetry)
 	require.ErrorContains(t, err, "destination 127.0.0.1 refused")
@@ -475,10 +475,10 @@ func TestConfigErrors(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	t.Parallel()
 	w, h := setup(t, nil)
-	require.Equal(t, DefaultTimeout, w.cfg.Timeout)
-	require.Equal(t, DefaultTimeout, w.client.Timeout)
-	require.Nil(t, w.limiter)
-	require.True(t, w.guard.open())
+	require.Equal(t, DefaultTimeout, w.cur.Load().cfg.Timeout)
+	require.Equal(t, DefaultTimeout, w.cur.Load().client.Timeout)
+	require.Nil(t, w.cur.Load().limiter)
+	require.True(t, w.cur.Load().guard.open())
 	require.Equal(t, []string{TaskType}, h.TaskTypes())
 }
 
