@@ -51,6 +51,10 @@ type batcher struct {
 	// take corrects the count when a dequeue proves a slot free.
 	busy atomic.Int64
 
+	// sweeping is held while returnStale runs, so that close waits for it
+	// before the runtime closes the Redis client.
+	sweeping sync.Mutex
+
 	mu     sync.Mutex
 	held   map[string][]heldTask // by pending key, oldest first
 	nheld  int
@@ -150,6 +154,8 @@ func (b *batcher) drop(key string, n int) {
 // returnStale sends tasks held for heldMax or longer back to their queue,
 // and comes back while tasks are held.
 func (b *batcher) returnStale() {
+	b.sweeping.Lock()
+	defer b.sweeping.Unlock()
 	now := time.Now()
 	var stale []heldTask
 	b.mu.Lock()
@@ -185,6 +191,8 @@ func (b *batcher) close() {
 		b.sweep.Stop()
 	}
 	b.mu.Unlock()
+	b.sweeping.Lock() // a sweep under way finishes first
+	b.sweeping.Unlock()
 	b.requeue(context.Background(), all)
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -137,12 +138,8 @@ func startProfile(path string) (func(), error) {
 		_ = f.Close()
 		return nil, errors.Join(fmt.Errorf("cpuprofile: %w", err), os.Remove(path))
 	}
-	done := false
-	return func() {
-		if !done {
-			done = true
-			pprof.StopCPUProfile()
-			_ = f.Close()
-		}
-	}, nil
+	return sync.OnceFunc(func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}), nil
 }

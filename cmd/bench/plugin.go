@@ -15,7 +15,7 @@ import (
 // pluginID is the bench plugin's ID, enabled by plugins.bench in the config.
 const pluginID = "bench"
 
-func init() { plugins.Register(benchPlugin{}) }
+func init() { plugins.Register(&benchPlugin{}) }
 
 // benchPlugin registers the probe for taskType through the real plugin
 // host, so that the task runs through every runtime middleware.
@@ -32,11 +32,15 @@ func init() { plugins.Register(benchPlugin{}) }
 //
 // It then writes the "done" event on the process's stdout, on which the
 // worker command writes nothing else.
-type benchPlugin struct{}
+// benchPlugin holds the CPU profile it started, which Cleanup stops: the
+// worker provisions plugins twice (a config check on a stand-in host, then
+// for real), and Go runs one CPU profile at a time.
+type benchPlugin struct{ stopProfile func() }
 
 var (
-	_ plugins.Plugin      = benchPlugin{}
-	_ plugins.Provisioner = benchPlugin{}
+	_ plugins.Plugin       = (*benchPlugin)(nil)
+	_ plugins.Provisioner  = (*benchPlugin)(nil)
+	_ plugins.CleanerUpper = (*benchPlugin)(nil)
 )
 
 // handler is the child's probe in library mode; the registry builds plugin
@@ -52,11 +56,19 @@ type pluginConfig struct {
 	CPUProfile string `koanf:"cpuprofile"`
 }
 
-func (benchPlugin) PluginInfo() plugins.Info {
-	return plugins.Info{ID: pluginID, New: func() plugins.Plugin { return benchPlugin{} }}
+func (*benchPlugin) PluginInfo() plugins.Info {
+	return plugins.Info{ID: pluginID, New: func() plugins.Plugin { return &benchPlugin{} }}
 }
 
-func (benchPlugin) Provision(_ context.Context, h plugins.Host) error {
+// Cleanup stops the CPU profile if it still runs.
+func (b *benchPlugin) Cleanup() error {
+	if b.stopProfile != nil {
+		b.stopProfile()
+	}
+	return nil
+}
+
+func (b *benchPlugin) Provision(_ context.Context, h plugins.Host) error {
 	var cfg pluginConfig
 	if err := h.DecodeConfig(&cfg); err != nil {
 		return err
@@ -73,6 +85,7 @@ func (benchPlugin) Provision(_ context.Context, h plugins.Host) error {
 	if err != nil {
 		return err
 	}
+	b.stopProfile = stopProfile
 	h.HandleFunc(taskType, p.ProcessTask)
 	if cfg.N > 0 {
 		go func() {
