@@ -59,6 +59,7 @@ type batcher struct {
 	held   map[string][]heldTask // by pending key, oldest first
 	nheld  int
 	sweep  *time.Timer // returns stale tasks; armed while tasks are held
+	armed  bool        // a sweep is due
 	closed bool
 }
 
@@ -128,14 +129,24 @@ func (b *batcher) hold(keys []string, prefix any, taken []quarantine.Taken, now 
 		b.held[keys[0]] = append(b.held[keys[0]], heldTask{id: t.ID, msg: t.Msg, at: now, keys: keys, prefix: p})
 	}
 	b.nheld += len(taken)
-	if b.sweep == nil {
-		b.sweep = time.AfterFunc(heldMax, b.returnStale)
-	} else {
-		b.sweep.Reset(heldMax)
-	}
+	b.arm(heldMax)
 	b.mu.Unlock()
 	if b.wake != nil {
 		b.wake()
+	}
+}
+
+// arm schedules a sweep in d unless one is due already, so that a stream
+// of batches of one queue cannot put off the return of another queue's
+// stale tasks; b.mu is held.
+func (b *batcher) arm(d time.Duration) {
+	switch {
+	case b.armed:
+	case b.sweep == nil:
+		b.sweep, b.armed = time.AfterFunc(d, b.returnStale), true
+	default:
+		b.sweep.Reset(d)
+		b.armed = true
 	}
 }
 
@@ -169,8 +180,9 @@ func (b *batcher) returnStale() {
 			b.drop(key, n)
 		}
 	}
+	b.armed = false
 	if b.nheld > 0 && !b.closed {
-		b.sweep.Reset(heldMax / 2)
+		b.arm(heldMax / 2)
 	}
 	b.mu.Unlock()
 	if len(stale) > 0 {

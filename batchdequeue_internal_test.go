@@ -116,3 +116,32 @@ func TestBatcherReturnsStaleTasks(t *testing.T) {
 	defer e.b.mu.Unlock()
 	require.Zero(t, e.b.nheld)
 }
+
+// A stream of batches of one queue does not put off the return of another
+// queue's stale tasks.
+func TestBatcherReturnsStaleTasksWhileAnotherQueueDrains(t *testing.T) {
+	t.Parallel()
+	e := batchSetup(t, 10, 16) // queue b: 10 tasks; 16 slots, so that batches of a hold tasks too
+	c := asynq.NewClientFromRedisClient(e.rdb)
+	for range 2000 {
+		_, err := c.Enqueue(asynq.NewTask("a:t", nil), asynq.Queue("a"))
+		require.NoError(t, err)
+	}
+	_, err := e.take(t) // 1 handed out, 9 of b held
+	require.NoError(t, err)
+	e.b.finished()
+	aKeys := []string{"asynq:{a}:pending", "asynq:{a}:paused", "asynq:{a}:active", "asynq:{a}:lease"}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pending, _, _ := e.lens(t)
+		if pending == 9 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "b's held tasks were not returned while a drained")
+		args := []any{time.Now().Add(30 * time.Second).Unix(), "asynq:{a}:t:"}
+		_, err := e.b.take(context.Background(), aKeys, args).Text()
+		require.NoError(t, err)
+		e.b.finished()
+		time.Sleep(5 * time.Millisecond)
+	}
+}
