@@ -186,8 +186,10 @@ func TestWakeupPlainClientTaskStartsFast(t *testing.T) {
 	e.rec.mu.Unlock()
 	p50, p99 := percentile(lat, 0.50), percentile(lat, 0.99)
 	t.Logf("start latency over %d tasks: p50 %s, p99 %s, first %s", n, p50, p99, lat[0])
-	require.Less(t, p99, 50*time.Millisecond, "p99 start latency")
-	require.Less(t, lat[0], 50*time.Millisecond, "the first task, into a worker idle since its start")
+	// Bounds for a loaded 2-core machine under -race; asynq's own idle poll
+	// sleeps 500 ms to 1.5 s. cmd/bench measures the milliseconds.
+	require.Less(t, p99, 250*time.Millisecond, "p99 start latency")
+	require.Less(t, lat[0], 250*time.Millisecond, "the first task, into a worker idle since its start")
 }
 
 // A scheduled task, moved to its queue by asynq's forwarder (an LPUSH),

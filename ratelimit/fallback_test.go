@@ -174,11 +174,15 @@ func TestTwoRegistriesShareGlobalLimit(t *testing.T) {
 
 	var admitted [2]atomic.Int64
 	admitted[0].Store(1)
+	// Stop well before the window's end: a call still in flight when the
+	// window rolls over counts in the next one (seen on a loaded machine:
+	// 148 admitted).
+	stop := end.Add(-250 * time.Millisecond)
 	var wg sync.WaitGroup
 	for i, l := range limiters {
 		for range 2 {
 			wg.Go(func() {
-				for time.Now().Before(end) {
+				for time.Now().Before(stop) {
 					res, err := l.Allow(ctx, "")
 					if err != nil {
 						t.Error(err)
@@ -194,7 +198,8 @@ func TestTwoRegistriesShareGlobalLimit(t *testing.T) {
 	wg.Wait()
 	a, b := admitted[0].Load(), admitted[1].Load()
 	t.Logf("admitted in one window: %d + %d = %d", a, b, a+b)
-	require.InDelta(t, 100, a+b, 10, "together they admit the global limit")
+	require.LessOrEqual(t, a+b, int64(100), "together they admit no more than the global limit")
+	require.GreaterOrEqual(t, a+b, int64(90), "together they admit about the global limit")
 	require.Positive(t, a-1, "registry A took part")
 	require.Positive(t, b, "registry B took part")
 }

@@ -95,11 +95,11 @@ func TestQuickRunReportsEveryFigureForBothSides(t *testing.T) {
 		require.Greater(t, row.Taskhost.Median, 0.0, key)
 	}
 
-	// Sane magnitudes: every task costs at least its dequeue and done
-	// scripts; a worker is more than a few MB and far less than a GB.
-	for _, side := range []*Stat{rep.row("drain_c10_scripts_per_task").Bare, rep.row("drain_c10_scripts_per_task").Taskhost} {
-		require.GreaterOrEqual(t, side.Median, 2.0)
-	}
+	// Sane magnitudes: every task costs bare asynq its dequeue and done
+	// scripts, and taskhost its done script and a share of a batched
+	// dequeue; a worker is more than a few MB and far less than a GB.
+	require.GreaterOrEqual(t, rep.row("drain_c10_scripts_per_task").Bare.Median, 2.0)
+	require.GreaterOrEqual(t, rep.row("drain_c10_scripts_per_task").Taskhost.Median, 1.0)
 	for _, s := range []*Stat{rep.row("idle_rss_mb").Bare, rep.row("idle_rss_mb").Taskhost} {
 		require.Greater(t, s.Median, 4.0)
 		require.Less(t, s.Median, 1024.0)

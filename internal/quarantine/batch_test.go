@@ -88,3 +88,24 @@ func takenIDs(ts []Taken) []string {
 	}
 	return out
 }
+
+// An oversized task is archived by a call that takes nothing else, so that
+// a slow archive never carries other tasks in a reply that may be lost.
+func TestDequeueBatchArchivesAlone(t *testing.T) {
+	t.Parallel()
+	f := setup(t, "alone")
+	ctx := context.Background()
+	a := f.enqueue(t, []byte("a"))
+	big := f.enqueue(t, make([]byte, int(f.g.Limit())+1))
+	b := f.enqueue(t, []byte("b"))
+	keys, args := f.dequeueArgs()
+
+	got, err := f.g.DequeueBatch(ctx, f.rdb, keys, args, 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{a}, takenIDs(got), "stops before the oversized task")
+	require.Equal(t, "pending", f.rdb.HGet(ctx, f.key(big), "state").Val())
+	got, err = f.g.DequeueBatch(ctx, f.rdb, keys, args, 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{b}, takenIDs(got), "the call that archived took nothing; the next one did")
+	require.Equal(t, "archived", f.rdb.HGet(ctx, f.key(big), "state").Val())
+}

@@ -134,7 +134,9 @@ return {false, false, archived, aside}
 // queue in one call: it pops tasks as guardedDequeue does, until it holds
 // ARGV[9] of them or their msgs would pass ARGV[10] bytes (it always takes
 // one; a task that would pass the budget goes back to the head of the
-// line). ARGV[1..8] are guardedDequeue's. It returns {{id, msg, id, msg,
+// line). An oversized task is archived by a call that takes nothing else:
+// archiving copies the whole msg, and a reply lost to a timeout on a slow
+// call would leave the tasks it took leased to nobody until lease recovery. ARGV[1..8] are guardedDequeue's. It returns {{id, msg, id, msg,
 // ...}, {archived ids}, {set-aside ids}}, or nil when the queue is paused,
 // or empty with nothing set aside.
 var guardedDequeueBatch = redis.NewScript(luaLib + `
@@ -152,9 +154,14 @@ for i = 1, want + 8 do
 	if not id then break end
 	local key = ARGV[2] .. id
 	local n = redis.call("HSTRLEN", key, "msg")
-	if n > limit then
+	if n > limit and #got > 0 then
+		redis.call("LREM", KEYS[3], 1, id)
+		redis.call("RPUSH", KEYS[1], id)
+		break
+	elseif n > limit then
 		archive(qp, id, n, limit, cfg)
 		table.insert(archived, id)
+		break
 	elseif n == 0 then
 		setaside(qp, id, "missing", cfg.now, "pending")
 		table.insert(aside, id)

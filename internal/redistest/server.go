@@ -65,6 +65,7 @@ func New(opts Options) (*Server, error) {
 		s.dir, s.ownDir = d, true
 	}
 	var lastErr error
+	release(opts.Port) // a port ClosedAddr reserved is handed over
 	for attempt := 0; attempt < 5; attempt++ {
 		s.port = opts.Port
 		if s.port == 0 {

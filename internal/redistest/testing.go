@@ -3,6 +3,8 @@ package redistest
 import (
 	"net"
 	"strconv"
+	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -31,12 +33,39 @@ func (s *Server) MustRestart(t testing.TB) {
 }
 
 // ClosedAddr returns a loopback address on which nothing listens, for
-// tests of a Redis that refuses connections.
+// tests of a Redis that refuses connections. The port stays bound, without
+// listening, until the test ends or a server starts on it (New with
+// Options.Port): a dial is refused, and no other test's server, nor a
+// dial's own source port (a TCP self-connect), can take it meanwhile, as
+// happened with a port that was merely free a moment ago.
 func ClosedAddr(t testing.TB) string {
 	t.Helper()
-	p, err := FreePort()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("redistest: closed address: %v", err)
 	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		_ = syscall.Close(fd)
+		t.Fatalf("redistest: closed address: bind: %v", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		_ = syscall.Close(fd)
+		t.Fatalf("redistest: closed address: %v", err)
+	}
+	port := sa.(*syscall.SockaddrInet4).Port
+	reserved.Store(port, fd)
+	t.Cleanup(func() { release(port) })
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// reserved holds the sockets of ClosedAddr by port, until a server starts
+// on the port (New with Options.Port) or the test ends.
+var reserved sync.Map
+
+// release closes the reserved socket of port, if any.
+func release(port int) {
+	if fd, ok := reserved.LoadAndDelete(port); ok {
+		_ = syscall.Close(fd.(int))
+	}
 }
