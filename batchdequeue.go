@@ -92,7 +92,7 @@ func (b *batcher) take(ctx context.Context, keys []string, args []any) *redis.Cm
 		if now.Sub(t.at) < heldMax {
 			b.mu.Unlock()
 			b.busy.Add(1)
-			return valCmd(ctx, t.msg)
+			return redis.NewCmdResult(t.msg, nil)
 		}
 		b.mu.Unlock()
 		b.requeue(ctx, []heldTask{t})
@@ -103,13 +103,13 @@ func (b *batcher) take(ctx context.Context, keys []string, args []any) *redis.Cm
 
 	taken, err := b.guard.DequeueBatch(ctx, b.rdb, keys, args, min(max(free, 1), b.max))
 	if err != nil {
-		return errCmd(ctx, err)
+		return redis.NewCmdResult(nil, err)
 	}
 	b.busy.Add(1)
 	if len(taken) > 1 {
 		b.hold(keys, args[1], taken[1:], now)
 	}
-	return valCmd(ctx, taken[0].Msg)
+	return redis.NewCmdResult(taken[0].Msg, nil)
 }
 
 // hold keeps tasks for the next dequeues of their queue.
@@ -256,15 +256,3 @@ redis.call("RPUSH", KEYS[3], ARGV[1])
 redis.call("HSET", KEYS[4], "state", "pending")
 return 1
 `)
-
-func valCmd(ctx context.Context, v any) *redis.Cmd {
-	cmd := redis.NewCmd(ctx)
-	cmd.SetVal(v)
-	return cmd
-}
-
-func errCmd(ctx context.Context, err error) *redis.Cmd {
-	cmd := redis.NewCmd(ctx)
-	cmd.SetErr(err)
-	return cmd
-}

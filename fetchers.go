@@ -123,10 +123,13 @@ type fetchClient struct {
 	// retries of a completion use it to go again as soon as Redis is back.
 	await func(ctx context.Context) bool
 
+	// batch answers the dequeues with batches, shared by every fetcher;
+	// nil with worker.dequeue_batch 1 (batchdequeue.go).
+	batch *batcher
+
 	// The rest is used only by asynq's processor goroutine, the one caller
 	// of the dequeue script.
 	rounds   roundOrder // the weights of a reload (queueorder.go)
-	batch    *batcher   // worker.dequeue_batch > 1 (batchdequeue.go)
 	round    []dequeueCall
 	timedOut bool // the last wait ended without a wake-up, a source live
 	polled   bool // the last wait ended without a wake-up, polling

@@ -200,10 +200,10 @@ func (g *Guard) dequeue(ctx context.Context, c scripter, keys []string, args []a
 	for range maxSetAsideRounds {
 		res, err := guardedDequeue.Run(ctx, c, keys, argv...).Slice()
 		if err != nil {
-			return errCmd(ctx, err)
+			return redis.NewCmdResult(nil, err)
 		}
 		if len(res) != 4 {
-			return errCmd(ctx, fmt.Errorf("queue guard: unexpected reply of the dequeue script: %d items", len(res)))
+			return redis.NewCmdResult(nil, fmt.Errorf("queue guard: unexpected reply of the dequeue script: %d items", len(res)))
 		}
 		g.report(queue, ReasonOversized, "pending", res[2])
 		g.report(queue, ReasonMissing, "pending", res[3])
@@ -216,9 +216,9 @@ func (g *Guard) dequeue(ctx context.Context, c scripter, keys []string, args []a
 			g.setAside(ctx, c, queue, id, reason, detail, "pending", int64(len(msg)))
 			continue
 		}
-		return valCmd(ctx, msg)
+		return redis.NewCmdResult(msg, nil)
 	}
-	return errCmd(ctx, redis.Nil)
+	return redis.NewCmdResult(nil, redis.Nil)
 }
 
 // Taken is a task that DequeueBatch took: its ID and its msg.
@@ -270,10 +270,10 @@ func (g *Guard) listLeaseExpired(ctx context.Context, c scripter, keys []string,
 		if !errors.Is(err, context.Canceled) {
 			g.Kick() // the scan looks at what the listing could not
 		}
-		return errCmd(ctx, err)
+		return redis.NewCmdResult(nil, err)
 	}
 	if len(res) != 3 {
-		return errCmd(ctx, fmt.Errorf("queue guard: unexpected reply of the lease script: %d items", len(res)))
+		return redis.NewCmdResult(nil, fmt.Errorf("queue guard: unexpected reply of the lease script: %d items", len(res)))
 	}
 	g.report(queue, ReasonOversized, "active", res[1])
 	g.report(queue, ReasonMissing, "active", res[2])
@@ -288,7 +288,7 @@ func (g *Guard) listLeaseExpired(ctx context.Context, c scripter, keys []string,
 		}
 		out = append(out, msg)
 	}
-	return valCmd(ctx, out)
+	return redis.NewCmdResult(out, nil)
 }
 
 // setAside moves one task to the quarantine, if its msg still has the
@@ -357,18 +357,6 @@ func (g *Guard) once(key string, level slog.Level, msg string, args ...any) {
 	if _, seen := g.said.LoadOrStore(key, true); !seen {
 		g.log.Log(context.Background(), level, msg, args...)
 	}
-}
-
-func valCmd(ctx context.Context, v any) *redis.Cmd {
-	cmd := redis.NewCmd(ctx)
-	cmd.SetVal(v)
-	return cmd
-}
-
-func errCmd(ctx context.Context, err error) *redis.Cmd {
-	cmd := redis.NewCmd(ctx)
-	cmd.SetErr(err)
-	return cmd
 }
 
 // queueOf returns q from asynq's key "asynq:{q}:...".
