@@ -120,7 +120,14 @@ func FuzzParseMessage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := parseMessage(b)
 		want := dynamicpb.NewMessage(md)
-		werr := proto.Unmarshal(b, want)
+		panicked, werr := unmarshalDynamic(b, want)
+		if panicked {
+			// protobuf's dynamic-message decoder panics on some map entries
+			// (a key field given twice with different wire types, found by
+			// this fuzzer); it cannot judge such input, asynq's generated
+			// decoder does not take that path, and parseMessage did not panic.
+			t.Skip("proto.Unmarshal into a dynamic message panicked")
+		}
 		if (err == nil) != (werr == nil) {
 			t.Fatalf("parseMessage error %v, proto.Unmarshal error %v, for %x", err, werr, b)
 		}
@@ -132,4 +139,15 @@ func FuzzParseMessage(f *testing.F) {
 		require.Equal(t, want.Get(fs.ByName("type")).String(), m.Type)
 		require.Equal(t, want.Get(fs.ByName("queue")).String(), m.Queue)
 	})
+}
+
+// unmarshalDynamic is proto.Unmarshal into a dynamic message, reporting a
+// panic of the decoder instead of passing it on.
+func unmarshalDynamic(b []byte, m *dynamicpb.Message) (panicked bool, err error) {
+	defer func() {
+		if recover() != nil {
+			panicked = true
+		}
+	}()
+	return false, proto.Unmarshal(b, m)
 }
