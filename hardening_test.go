@@ -138,7 +138,13 @@ func TestPoisonNextToOrphan(t *testing.T) {
 	require.NoError(t, rdb.HSet(ctx, p+"t:"+garbage, "msg", "garbage").Err())
 	require.NoError(t, rdb.HDel(ctx, p+"t:"+nomsg, "msg").Err())
 
-	rt := startRuntime(t, t15Config(t, s.Addr(), queue))
+	logs := &h5Log{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("worker log:\n%s", logs.String())
+		}
+	})
+	rt := startRuntime(t, t15Config(t, s.Addr(), queue), logs)
 	// asynq's recoverer runs at start and then once a minute. The first run
 	// usually recovers the orphan (about 3 s here); on a loaded machine its
 	// reply, slowed by archiving the 20 MB task, can time out, and the next

@@ -2,11 +2,17 @@ package quarantine
 
 import (
 	"context"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskhost/taskhost/internal/redistest"
 )
 
 // dequeueArgs are asynq's dequeue keys and arguments for f's queue.
@@ -89,8 +95,9 @@ func takenIDs(ts []Taken) []string {
 	return out
 }
 
-// An oversized task is archived by a call that takes nothing else, so that
-// a slow archive never carries other tasks in a reply that may be lost.
+// An oversized task is taken by a call that takes nothing else, and then
+// archived in a call of its own, so that a slow archive never carries other
+// tasks in a reply that may be lost.
 func TestDequeueBatchArchivesAlone(t *testing.T) {
 	t.Parallel()
 	f := setup(t, "alone")
@@ -106,6 +113,55 @@ func TestDequeueBatchArchivesAlone(t *testing.T) {
 	require.Equal(t, "pending", f.rdb.HGet(ctx, f.key(big), "state").Val())
 	got, err = f.g.DequeueBatch(ctx, f.rdb, keys, args, 10)
 	require.NoError(t, err)
-	require.Equal(t, []string{b}, takenIDs(got), "the call that archived took nothing; the next one did")
+	require.Equal(t, []string{b}, takenIDs(got), "the call that took the oversized task took nothing else; the next one did")
 	require.Equal(t, "archived", f.rdb.HGet(ctx, f.key(big), "state").Val())
+	require.Equal(t, map[[2]string]uint64{{"alone", ReasonOversized}: 1}, f.g.Totals())
+}
+
+// countingScripter counts the script calls made through it.
+type countingScripter struct {
+	*redis.Client
+	calls atomic.Int32
+}
+
+func (c *countingScripter) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	c.calls.Add(1)
+	return c.Client.EvalSha(ctx, sha, keys, args...)
+}
+
+func (c *countingScripter) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	c.calls.Add(1)
+	return c.Client.Eval(ctx, script, keys, args...)
+}
+
+// An archive whose reply times out is made again; Redis runs the first call
+// once it can, the next one finds the task archived, and the archive counts
+// once, as this process's, and is applied once.
+func TestArchiveSurvivesALostReply(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	f := &fixture{g: New(Options{MaxPayloadBytes: 1024, Logger: discardLogger()}), queue: "lost"}
+	f.rdb = redis.NewClient(&redis.Options{Addr: s.Addr(), ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
+	t.Cleanup(func() { _ = f.rdb.Close() })
+	ctx := context.Background()
+	big := f.enqueue(t, make([]byte, int(f.g.Limit())+1))
+	require.NoError(t, archiveOversized.Load(ctx, f.rdb).Err())
+	short := &countingScripter{Client: redis.NewClient(&redis.Options{Addr: s.Addr(), ReadTimeout: 200 * time.Millisecond, MaxRetries: -1})}
+	t.Cleanup(func() { _ = short.Close() })
+	require.NoError(t, short.Ping(ctx).Err())
+
+	s.Pause()
+	done := make(chan bool, 1)
+	go func() { done <- f.g.archive(ctx, short, f.queue, big, "pending") }()
+	require.Eventually(t, func() bool { return short.calls.Load() >= 2 }, 30*time.Second, time.Millisecond,
+		"a second attempt after the first reply timed out")
+	s.Resume()
+	require.True(t, <-done)
+
+	require.Equal(t, "archived", f.rdb.HGet(ctx, f.key(big), "state").Val())
+	require.Equal(t, "1", f.rdb.Get(ctx, queuePrefix(f.queue)+"processed").Val(), "archived once")
+	require.Equal(t, map[[2]string]uint64{{"lost", ReasonOversized}: 1}, f.g.Totals(), "counted once, as this process's")
+	info, err := asynq.NewInspectorFromRedisClient(f.rdb).GetTaskInfo(f.queue, big)
+	require.NoError(t, err)
+	require.Equal(t, 1, strings.Count(info.LastErr, "archived without being read"), info.LastErr)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -205,7 +206,7 @@ func (g *Guard) dequeue(ctx context.Context, c scripter, keys []string, args []a
 		if len(res) != 4 {
 			return redis.NewCmdResult(nil, fmt.Errorf("queue guard: unexpected reply of the dequeue script: %d items", len(res)))
 		}
-		g.report(queue, ReasonOversized, "pending", res[2])
+		g.archiveAll(ctx, c, queue, "pending", res[2])
 		g.report(queue, ReasonMissing, "pending", res[3])
 		id, _ := res[0].(string)
 		msg, _ := res[1].(string)
@@ -242,7 +243,7 @@ func (g *Guard) DequeueBatch(ctx context.Context, c scripter, keys []string, arg
 		if len(res) != 3 {
 			return nil, fmt.Errorf("queue guard: unexpected reply of the batched dequeue script: %d items", len(res))
 		}
-		g.report(queue, ReasonOversized, "pending", res[1])
+		g.archiveAll(ctx, c, queue, "pending", res[1])
 		g.report(queue, ReasonMissing, "pending", res[2])
 		pairs, _ := res[0].([]any)
 		out := make([]Taken, 0, len(pairs)/2)
@@ -275,7 +276,7 @@ func (g *Guard) listLeaseExpired(ctx context.Context, c scripter, keys []string,
 	if len(res) != 3 {
 		return redis.NewCmdResult(nil, fmt.Errorf("queue guard: unexpected reply of the lease script: %d items", len(res)))
 	}
-	g.report(queue, ReasonOversized, "active", res[1])
+	g.archiveAll(ctx, c, queue, "active", res[1])
 	g.report(queue, ReasonMissing, "active", res[2])
 	pairs, _ := res[0].([]any)
 	out := make([]any, 0, len(pairs)/2)
@@ -306,18 +307,65 @@ func (g *Guard) setAside(ctx context.Context, c scripter, queue, id, reason, det
 	return n == 1
 }
 
-// report logs and counts the tasks a script set aside or archived.
+// report logs and counts the tasks a script set aside because their hash
+// has no msg.
 func (g *Guard) report(queue, reason, from string, ids any) {
 	list, _ := ids.([]any)
 	for _, v := range list {
 		if id, ok := v.(string); ok {
-			detail := "the hash has no msg"
-			if reason == ReasonOversized {
-				detail = fmt.Sprintf("msg larger than %d bytes", g.limit)
-			}
-			g.told(queue, reason, from, id, detail)
+			g.told(queue, reason, from, id, "the hash has no msg")
 		}
 	}
+}
+
+// archiveAll archives the oversized tasks a script found (ids, a reply's
+// list of task IDs), each in a call of its own.
+func (g *Guard) archiveAll(ctx context.Context, c scripter, queue, from string, ids any) {
+	list, _ := ids.([]any)
+	for _, v := range list {
+		if id, ok := v.(string); ok {
+			g.archive(ctx, c, queue, id, from)
+		}
+	}
+}
+
+// archiveAttempts bounds the calls of one archive whose replies time out.
+const archiveAttempts = 5
+
+// archive archives one oversized task of queue, unread, and reports it. It
+// is the one place where taskhost archives a task: archiving copies the
+// task's whole msg, which on a loaded server can take longer than the
+// pool's read timeout, so it runs in a call that carries nothing else, and
+// a call whose reply timed out (Redis may still have run it) is made again:
+// the script answers "archived already", which counts as this call's. A
+// task left where it was (Redis down) is archived by the next dequeue,
+// lease recovery or scan that meets it.
+func (g *Guard) archive(ctx context.Context, c scripter, queue, id, from string) bool {
+	keys := []string{queuePrefix(queue)}
+	for attempt := range archiveAttempts {
+		n, err := archiveOversized.Run(ctx, c, keys, append([]any{id, g.limit}, g.archiveArgs()...)...).Int()
+		switch {
+		case err == nil && (n == 1 || n == 2 && attempt > 0):
+			g.told(queue, ReasonOversized, from, id, fmt.Sprintf("msg larger than %d bytes", g.limit))
+			return true
+		case err == nil:
+			return false
+		case ctx.Err() == nil && timedOut(err):
+			continue
+		}
+		g.log.Warn("queue guard: could not archive an oversized task", "queue", queue, "task_id", id, "error", err)
+		return false
+	}
+	g.log.Warn("queue guard: could not archive an oversized task", "queue", queue, "task_id", id,
+		"error", "every reply timed out", "attempts", archiveAttempts)
+	return false
+}
+
+// timedOut reports whether err is a reply that did not come in time: the
+// command may have run.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (g *Guard) told(queue, reason, from, id, detail string) {

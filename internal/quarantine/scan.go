@@ -142,12 +142,7 @@ func (g *Guard) fix(ctx context.Context, rdb redis.UniversalClient, f Finding) b
 		if !slices.Contains([]string{"pending", "scheduled", "retry"}, f.State) {
 			return false // active: the lease guard archives it when its lease expires
 		}
-		n, err := archiveOversized.Run(ctx, rdb, []string{queuePrefix(f.Queue)},
-			append([]any{f.ID, g.limit}, g.archiveArgs()...)...).Int()
-		if err == nil && n == 1 {
-			g.told(f.Queue, f.Reason, f.State, f.ID, f.Detail)
-		}
-		return err == nil && n == 1
+		return g.archive(ctx, rdb, f.Queue, f.ID, f.State)
 	}
 	return g.setAside(ctx, rdb, f.Queue, f.ID, f.Reason, f.Detail, f.State, f.Size)
 }

@@ -70,6 +70,8 @@ local function archive(qp, id, size, limit, cfg)
 	redis.call("LREM", qp .. "pending", 0, id)
 	redis.call("LREM", qp .. "active", 0, id)
 	redis.call("ZREM", qp .. "lease", id)
+	redis.call("ZREM", qp .. "scheduled", id)
+	redis.call("ZREM", qp .. "retry", id)
 	local reason = "taskhost: task message of " .. size .. " bytes is larger than worker.max_payload_bytes allows (" ..
 		limit .. " bytes with headers); archived without being read"
 	local msg = redis.call("HGET", key, "msg")
@@ -96,26 +98,31 @@ end
 `
 
 // guardedDequeue is asynq's dequeue with the guard: a task whose msg is
-// missing (or its hash) is set aside, one larger than the limit is
-// archived without being read, and the next one is tried, up to 8 per call.
+// missing (or its hash) is set aside and the next one tried, up to 8 per
+// call; one larger than the limit is left active and leased, unread, and
+// the call ends there: the Go side archives it (Guard.archive) in a call of
+// its own, because archiving copies the whole msg and can be slow, and a
+// lease recovery archives it should that call fail.
 // KEYS are asynq's; ARGV[1] and ARGV[2] are asynq's, ARGV[3] the msg size
-// limit, ARGV[4..8] the archive settings (see archcfg). It returns
-// {id or false, msg or false, {archived ids}, {set-aside ids}}, or nil when
-// the queue is paused, or empty with nothing set aside.
+// limit, ARGV[4..8] the archive settings (see archcfg; now is used). It returns {id or false, msg or false, {oversized ids},
+// {set-aside ids}}, or nil when the queue is paused, or empty with nothing
+// set aside.
 var guardedDequeue = redis.NewScript(luaLib + `
 if redis.call("EXISTS", KEYS[2]) == 1 then return nil end
 local qp = string.sub(ARGV[2], 1, -3)
 local limit = tonumber(ARGV[3])
 local cfg = archcfg(4)
-local archived, aside = {}, {}
+local oversized, aside = {}, {}
 for i = 1, 8 do
 	local id = redis.call("RPOPLPUSH", KEYS[1], KEYS[3])
 	if not id then break end
 	local key = ARGV[2] .. id
 	local n = redis.call("HSTRLEN", key, "msg")
 	if n > limit then
-		archive(qp, id, n, limit, cfg)
-		table.insert(archived, id)
+		redis.call("HSET", key, "state", "active")
+		redis.call("ZADD", KEYS[4], ARGV[1], id)
+		table.insert(oversized, id)
+		break
 	elseif n == 0 then
 		setaside(qp, id, "missing", cfg.now, "pending")
 		table.insert(aside, id)
@@ -123,22 +130,22 @@ for i = 1, 8 do
 		redis.call("HSET", key, "state", "active")
 		redis.call("HDEL", key, "pending_since")
 		redis.call("ZADD", KEYS[4], ARGV[1], id)
-		return {id, redis.call("HGET", key, "msg"), archived, aside}
+		return {id, redis.call("HGET", key, "msg"), oversized, aside}
 	end
 end
-if #archived == 0 and #aside == 0 then return nil end
-return {false, false, archived, aside}
+if #oversized == 0 and #aside == 0 then return nil end
+return {false, false, oversized, aside}
 `)
 
 // guardedDequeueBatch is guardedDequeue for up to ARGV[9] tasks of one
 // queue in one call: it pops tasks as guardedDequeue does, until it holds
 // ARGV[9] of them or their msgs would pass ARGV[10] bytes (it always takes
 // one; a task that would pass the budget goes back to the head of the
-// line). An oversized task is archived by a call that takes nothing else:
-// archiving copies the whole msg, and a reply lost to a timeout on a slow
-// call would leave the tasks it took leased to nobody until lease recovery. ARGV[1..8] are guardedDequeue's. It returns {{id, msg, id, msg,
-// ...}, {archived ids}, {set-aside ids}}, or nil when the queue is paused,
-// or empty with nothing set aside.
+// line). An oversized task is taken only by a call that has taken nothing
+// else, and left active and leased for the Go side to archive, as
+// guardedDequeue does. ARGV[1..8] are guardedDequeue's. It returns
+// {{id, msg, id, msg, ...}, {oversized ids}, {set-aside ids}}, or nil when
+// the queue is paused, or empty with nothing set aside.
 var guardedDequeueBatch = redis.NewScript(luaLib + `
 if redis.call("EXISTS", KEYS[2]) == 1 then return nil end
 local qp = string.sub(ARGV[2], 1, -3)
@@ -146,7 +153,7 @@ local limit = tonumber(ARGV[3])
 local cfg = archcfg(4)
 local want = tonumber(ARGV[9])
 local budget = tonumber(ARGV[10])
-local got, archived, aside = {}, {}, {}
+local got, oversized, aside = {}, {}, {}
 local bytes = 0
 for i = 1, want + 8 do
 	if #got >= want * 2 then break end
@@ -159,8 +166,9 @@ for i = 1, want + 8 do
 		redis.call("RPUSH", KEYS[1], id)
 		break
 	elseif n > limit then
-		archive(qp, id, n, limit, cfg)
-		table.insert(archived, id)
+		redis.call("HSET", key, "state", "active")
+		redis.call("ZADD", KEYS[4], ARGV[1], id)
+		table.insert(oversized, id)
 		break
 	elseif n == 0 then
 		setaside(qp, id, "missing", cfg.now, "pending")
@@ -178,30 +186,29 @@ for i = 1, want + 8 do
 		bytes = bytes + n
 	end
 end
-if #got == 0 and #archived == 0 and #aside == 0 then return nil end
-return {got, archived, aside}
+if #got == 0 and #oversized == 0 and #aside == 0 then return nil end
+return {got, oversized, aside}
 `)
 
 // guardedListLeaseExpired is asynq's listing of lease-expired tasks with
-// the guard: missing msgs are set aside, oversized ones archived, and the
-// reply holds at most ARGV[9] bytes of msgs (at least one msg), so that its
+// the guard: missing msgs are set aside, oversized ones listed apart,
+// unread, for the Go side to archive (Guard.archive), and the reply holds at most ARGV[9] bytes of msgs (at least one msg), so that its
 // size is bounded whatever the queue holds; the rest are listed at the
 // recoverer's next run. ARGV[1..2] are asynq's, ARGV[3] the msg size limit,
 // ARGV[4..8] the archive settings, ARGV[9] the reply budget. It returns
-// {{id, msg, id, msg, ...}, {archived ids}, {set-aside ids}}.
+// {{id, msg, id, msg, ...}, {oversized ids}, {set-aside ids}}.
 var guardedListLeaseExpired = redis.NewScript(luaLib + `
 local qp = string.sub(ARGV[2], 1, -3)
 local limit = tonumber(ARGV[3])
 local cfg = archcfg(4)
 local budget = tonumber(ARGV[9])
-local res, archived, aside = {}, {}, {}
+local res, oversized, aside = {}, {}, {}
 local ids = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1])
 for _, id in ipairs(ids) do
 	local key = ARGV[2] .. id
 	local n = redis.call("HSTRLEN", key, "msg")
 	if n > limit then
-		archive(qp, id, n, limit, cfg)
-		table.insert(archived, id)
+		table.insert(oversized, id)
 	elseif n == 0 then
 		setaside(qp, id, "missing", cfg.now, "")
 		table.insert(aside, id)
@@ -211,7 +218,7 @@ for _, id in ipairs(ids) do
 		budget = budget - n
 	end
 end
-return {res, archived, aside}
+return {res, oversized, aside}
 `)
 
 // moveAside sets one task aside when its msg still has the length seen
@@ -232,9 +239,11 @@ return 1
 
 // archiveOversized archives one task when its msg is still larger than the
 // limit: KEYS[1] the queue prefix key, ARGV id, limit, then the archive
-// settings. It returns 1 when archived.
+// settings. It returns 1 when archived, 2 when the task is archived
+// already (by an earlier call whose reply was lost, say), else 0.
 var archiveOversized = redis.NewScript(luaLib + `
 local key = KEYS[1] .. "t:" .. ARGV[1]
+if redis.call("HGET", key, "state") == "archived" then return 2 end
 local n = redis.call("HSTRLEN", key, "msg")
 if n <= tonumber(ARGV[2]) then return 0 end
 archive(KEYS[1], ARGV[1], n, tonumber(ARGV[2]), archcfg(3))
