@@ -19,6 +19,7 @@ import (
 
 	"github.com/taskhost/taskhost"
 	"github.com/taskhost/taskhost/internal/redistest"
+	"github.com/taskhost/taskhost/internal/testlog"
 	"github.com/taskhost/taskhost/plugins"
 )
 
@@ -45,7 +46,7 @@ func TestAuthFailureInHealth(t *testing.T) {
 	cfg := testConfig(t, s.Addr())
 	cfg.Redis.Password = "wrong-pw-15"
 	cfg.Log.Level = "info"
-	logs := &h5Log{}
+	logs := &testlog.Buffer{}
 	rt := startRuntime(t, cfg, logs)
 	base := "http://" + rt.HealthAddr()
 	require.Eventually(t, func() bool {
@@ -138,7 +139,7 @@ func TestPoisonNextToOrphan(t *testing.T) {
 	require.NoError(t, rdb.HSet(ctx, p+"t:"+garbage, "msg", "garbage").Err())
 	require.NoError(t, rdb.HDel(ctx, p+"t:"+nomsg, "msg").Err())
 
-	logs := &h5Log{}
+	logs := &testlog.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("worker log:\n%s", logs.String())
@@ -241,7 +242,7 @@ func TestWorkerStartsWithDamagedOutbox(t *testing.T) {
 	cfg := testConfig(t, s.Addr())
 	cfg.Outbox.Path = path
 	cfg.Log.Level = "info"
-	logs := &h5Log{}
+	logs := &testlog.Buffer{}
 	rt = startRuntime(t, cfg, logs)
 	moved, _ := filepath.Glob(path + ".corrupt-*")
 	require.Len(t, moved, 1)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/taskhost/taskhost/healthcheck"
 	"github.com/taskhost/taskhost/internal/health"
 	"github.com/taskhost/taskhost/internal/redistest"
+	"github.com/taskhost/taskhost/internal/testlog"
 	"github.com/taskhost/taskhost/plugins"
 )
 
@@ -38,24 +38,6 @@ func init() { plugins.Register(t5Service{}) }
 // h5Client probes the health listener; without keep-alives it leaves no
 // idle connection for goleak.
 var h5Client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-
-// h5Log is a goroutine-safe log sink.
-type h5Log struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *h5Log) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *h5Log) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // h5Get answers GET url with its status and body.
 func h5Get(t *testing.T, url string) (int, string) {
@@ -146,7 +128,7 @@ func TestHealthReportThroughKillRestart(t *testing.T) {
 	cfg := testConfig(t, s.Addr())
 	cfg.Log.Format, cfg.Log.Level = "json", "debug"
 	cfg.Plugins = map[string]map[string]any{"t5-svc": {}, "webhook": {}} // webhook: a worker with handlers
-	logs := &h5Log{}
+	logs := &testlog.Buffer{}
 	rt, err := taskhost.New(cfg, taskhost.Options{Logger: taskhost.NewLogger(cfg.Log, logs), Version: "test"})
 	require.NoError(t, err)
 	var transitions atomic.Int64
