@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,7 +129,9 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 		fc := newFetchClient(q.guard.Client(rdb), q.hub, q.guard.Pipe(pipe), q.halt, queues, notifyWait, log.With("component", "queue"))
 		fc.syncBound, fc.await = syncBound(cfg.Redis), await
 		fc.rounds.order = &q.order
-		fc.batch = q.batch
+		if q.batch != nil {
+			fc.batch, fc.receipt = q.batch, q.batch.owner+"-"+strconv.Itoa(i)
+		}
 		if i > 0 {
 			fc.idle = notifyWaitExtra
 			fc.standby = standbyWhileDown(ready, await)

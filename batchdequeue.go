@@ -2,6 +2,7 @@ package taskhost
 
 import (
 	"context"
+	"crypto/rand"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -29,13 +30,17 @@ import (
 // counted free was not) goes back to the head of its queue, well before its
 // lease could expire, and so do those held when fetching stops. A worker
 // that dies holding tasks leaves them to lease recovery, as it leaves the
-// tasks it runs.
+// tasks it runs. A batch whose reply is lost to a timeout (a Redis stall) is
+// claimed from the fetcher's receipt in Redis (quarantine.Guard.DequeueBatch)
+// rather than left leased to nobody until lease recovery.
 
 // heldMax is how long a task may wait in the batcher before it goes back
 // to its queue: far below asynq's 30 s lease.
 const heldMax = time.Second
 
 type batcher struct {
+	// owner is this process's part of the fetchers' receipt names.
+	owner string
 	rdb   redis.UniversalClient
 	guard *quarantine.Guard
 	max   int   // worker.dequeue_batch
@@ -71,12 +76,16 @@ type heldTask struct {
 }
 
 func newBatcher(rdb redis.UniversalClient, guard *quarantine.Guard, max, slots int, log *slog.Logger) *batcher {
-	return &batcher{rdb: rdb, guard: guard, max: max, slots: int64(slots), log: log, held: map[string][]heldTask{}}
+	return &batcher{owner: rand.Text()[:16], rdb: rdb, guard: guard, max: max, slots: int64(slots), log: log,
+		held: map[string][]heldTask{}}
 }
 
 // take answers one dequeue call of asynq's, with its keys and arguments:
 // a held task of that queue, or the first of a batch taken now.
-func (b *batcher) take(ctx context.Context, keys []string, args []any) *redis.Cmd {
+//
+// owner names the calling fetcher's receipt (see quarantine.Guard.DequeueBatch);
+// a fetcher makes one dequeue call at a time.
+func (b *batcher) take(ctx context.Context, keys []string, args []any, owner string) *redis.Cmd {
 	// A dequeue means its fetcher has a free slot.
 	for {
 		n := b.busy.Load()
@@ -101,7 +110,7 @@ func (b *batcher) take(ctx context.Context, keys []string, args []any) *redis.Cm
 	free := int(b.slots-b.busy.Load()) - b.nheld
 	b.mu.Unlock()
 
-	taken, err := b.guard.DequeueBatch(ctx, b.rdb, keys, args, min(max(free, 1), b.max))
+	taken, err := b.guard.DequeueBatch(ctx, b.rdb, keys, args, min(max(free, 1), b.max), owner)
 	if err != nil {
 		return redis.NewCmdResult(nil, err)
 	}

@@ -44,7 +44,7 @@ func batchSetup(t *testing.T, n, slots int) *batchEnv {
 func (e *batchEnv) take(t *testing.T) (string, error) {
 	t.Helper()
 	args := []any{time.Now().Add(30 * time.Second).Unix(), "asynq:{b}:t:"}
-	return e.b.take(context.Background(), e.keys, args).Text()
+	return e.b.take(context.Background(), e.keys, args, "f0").Text()
 }
 
 func (e *batchEnv) lens(t *testing.T) (pending, active, leased int64) {
@@ -139,7 +139,7 @@ func TestBatcherReturnsStaleTasksWhileAnotherQueueDrains(t *testing.T) {
 		}
 		require.True(t, time.Now().Before(deadline), "b's held tasks were not returned while a drained")
 		args := []any{time.Now().Add(30 * time.Second).Unix(), "asynq:{a}:t:"}
-		_, err := e.b.take(context.Background(), aKeys, args).Text()
+		_, err := e.b.take(context.Background(), aKeys, args, "f0").Text()
 		require.NoError(t, err)
 		e.b.finished()
 		time.Sleep(5 * time.Millisecond)

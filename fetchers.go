@@ -126,6 +126,9 @@ type fetchClient struct {
 	// batch answers the dequeues with batches, shared by every fetcher;
 	// nil with worker.dequeue_batch 1 (batchdequeue.go).
 	batch *batcher
+	// receipt names this fetcher's batch receipt: the batcher's owner and
+	// the fetcher's index.
+	receipt string
 
 	// The rest is used only by asynq's processor goroutine, the one caller
 	// of the dequeue script.
@@ -357,7 +360,7 @@ func (f *fetchClient) waitRerun(ctx context.Context, round []dequeueCall) *redis
 
 func (f *fetchClient) run(ctx context.Context, c dequeueCall) *redis.Cmd {
 	if f.batch != nil && c.sha == dequeueScriptSHA && len(c.keys) == 4 && len(c.args) == 2 {
-		return f.batch.take(ctx, c.keys, c.args)
+		return f.batch.take(ctx, c.keys, c.args, f.receipt)
 	}
 	if c.script != "" {
 		return f.UniversalClient.Eval(ctx, c.script, c.keys, c.args...)

@@ -67,6 +67,14 @@ func Down(err error) bool {
 	return flattened(err.Error())
 }
 
+// TimedOut reports whether err is a reply that did not come in time (a
+// network timeout): unlike a refused connection, the command may have run,
+// and a caller that must not lose its effect asks Redis what happened.
+func TimedOut(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // DownFor is Down for a call made with ctx: false once ctx has ended, since
 // the call then failed because of the caller's own deadline or cancellation.
 func DownFor(ctx context.Context, err error) bool {

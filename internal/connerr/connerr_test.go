@@ -159,3 +159,17 @@ func TestDownFor(t *testing.T) {
 	require.False(t, connerr.DownFor(done, io.EOF), "a call whose context ended failed because of it")
 	require.False(t, connerr.DownFor(live, redis.Nil))
 }
+
+// TestTimedOut: only a reply that did not come in time may hide a command
+// that ran; a refused connection or a server reply does not.
+func TestTimedOut(t *testing.T) {
+	t.Parallel()
+	real := realErrors(t)
+	require.True(t, connerr.TimedOut(real["timeout"]), "frozen server: %v", real["timeout"])
+	require.True(t, connerr.TimedOut(fmt.Errorf("dequeue: %w", real["timeout"])), "wrapped")
+	for _, name := range []string{"refused", "client closed", "READONLY", "nil"} {
+		require.False(t, connerr.TimedOut(real[name]), "%s: %v", name, real[name])
+	}
+	require.False(t, connerr.TimedOut(nil))
+	require.False(t, connerr.TimedOut(io.EOF))
+}

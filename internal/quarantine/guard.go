@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskhost/taskhost/internal/connerr"
 )
 
 // Headroom is what a task message may hold beyond its payload (type, ID,
@@ -73,6 +76,7 @@ type Guard struct {
 	said  sync.Map
 
 	kick   chan struct{} // a scan is wanted now (a recovery failed)
+	tokens atomic.Uint64 // the last batched dequeue's token
 	mu     sync.Mutex
 	counts map[string]int64     // quarantined tasks by queue, as last read
 	totals map[[2]string]uint64 // tasks set aside or archived by queue and reason
@@ -232,11 +236,24 @@ type Taken struct{ ID, Msg string }
 // aside as by the guarded dequeue. The msgs together hold at most the msg
 // size limit in bytes, or one msg. It returns redis.Nil when the queue is
 // paused or has nothing to give.
-func (g *Guard) DequeueBatch(ctx context.Context, c scripter, keys []string, args []any, n int) ([]Taken, error) {
+//
+// owner, when not empty, names the caller's receipt (one per caller that
+// makes one call at a time): each call records there what it took, and a
+// call whose reply timed out is answered from it (see claim), so that a
+// Redis stall does not leave a batch leased to nobody until lease recovery.
+func (g *Guard) DequeueBatch(ctx context.Context, c scripter, keys []string, args []any, n int, owner string) ([]Taken, error) {
 	queue := queueOf(keys[0])
-	argv := append(append([]any{args[0], args[1], g.limit}, g.archiveArgs()...), max(n, 1), g.limit)
+	receipt, token := "", ""
+	if owner != "" {
+		receipt, token = receiptKey(queue, owner), "t"+strconv.FormatUint(g.tokens.Add(1), 36)
+	}
+	argv := append(append([]any{args[0], args[1], g.limit}, g.archiveArgs()...), max(n, 1), g.limit,
+		receipt, token, receiptTTL.Milliseconds())
 	for range maxSetAsideRounds {
 		res, err := guardedDequeueBatch.Run(ctx, c, keys, argv...).Slice()
+		if err != nil && receipt != "" && ctx.Err() == nil && connerr.TimedOut(err) {
+			res, err = g.claim(ctx, c, queue, []any{args[0], args[1]}, receipt, token, err)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -259,8 +276,48 @@ func (g *Guard) DequeueBatch(ctx context.Context, c scripter, keys []string, arg
 		if len(out) > 0 {
 			return out, nil
 		}
+		if receipt != "" { // the next call needs a token of its own
+			token = "t" + strconv.FormatUint(g.tokens.Add(1), 36)
+			argv[len(argv)-2] = token
+		}
 	}
 	return nil, redis.Nil
+}
+
+// receiptTTL is how long a batch's receipt lives: a claim comes within
+// seconds of its call, and asynq's lease is 30 s.
+const receiptTTL = 30 * time.Second
+
+// receiptKey is the receipt of owner for queue, in the queue's hash slot.
+func receiptKey(queue, owner string) string {
+	return "taskhost:receipt:{" + queue + "}:" + owner
+}
+
+// claim answers a batched dequeue whose reply timed out (lost, with the
+// error err): from the receipt when the call ran, as a reply of the batch
+// script with the tasks it took; with err when it did not (it then never
+// will). args are asynq's lease expiry and task key prefix. A claim whose
+// own reply times out is made again, up to lostReplyAttempts calls; then
+// the tasks, if any, wait for lease recovery, as before.
+func (g *Guard) claim(ctx context.Context, c scripter, queue string, args []any, receipt, token string, err error) ([]any, error) {
+	keys := []string{receipt, queuePrefix(queue) + "lease"}
+	for range lostReplyAttempts {
+		res, cerr := claimBatch.Run(ctx, c, keys, token, args[0], args[1], receiptTTL.Milliseconds()).Slice()
+		switch {
+		case cerr == redis.Nil:
+			return nil, err // the call never ran, and now never will
+		case cerr == nil:
+			return []any{res, []any{}, []any{}}, nil
+		case ctx.Err() != nil || !connerr.TimedOut(cerr):
+			err = cerr
+		default:
+			continue
+		}
+		break
+	}
+	g.log.Warn("batched dequeue: a reply was lost and the batch could not be claimed; lease recovery will return its tasks",
+		"queue", queue, "error", err)
+	return nil, err
 }
 
 func (g *Guard) listLeaseExpired(ctx context.Context, c scripter, keys []string, args []any) *redis.Cmd {
@@ -329,8 +386,9 @@ func (g *Guard) archiveAll(ctx context.Context, c scripter, queue, from string, 
 	}
 }
 
-// archiveAttempts bounds the calls of one archive whose replies time out.
-const archiveAttempts = 5
+// lostReplyAttempts bounds the calls made after a reply timed out, to learn
+// what the call did (an archive, a batched dequeue).
+const lostReplyAttempts = 5
 
 // archive archives one oversized task of queue, unread, and reports it. It
 // is the one place where taskhost archives a task: archiving copies the
@@ -342,7 +400,7 @@ const archiveAttempts = 5
 // lease recovery or scan that meets it.
 func (g *Guard) archive(ctx context.Context, c scripter, queue, id, from string) bool {
 	keys := []string{queuePrefix(queue)}
-	for attempt := range archiveAttempts {
+	for attempt := range lostReplyAttempts {
 		n, err := archiveOversized.Run(ctx, c, keys, append([]any{id, g.limit}, g.archiveArgs()...)...).Int()
 		switch {
 		case err == nil && (n == 1 || n == 2 && attempt > 0):
@@ -350,22 +408,15 @@ func (g *Guard) archive(ctx context.Context, c scripter, queue, id, from string)
 			return true
 		case err == nil:
 			return false
-		case ctx.Err() == nil && timedOut(err):
+		case ctx.Err() == nil && connerr.TimedOut(err):
 			continue
 		}
 		g.log.Warn("queue guard: could not archive an oversized task", "queue", queue, "task_id", id, "error", err)
 		return false
 	}
 	g.log.Warn("queue guard: could not archive an oversized task", "queue", queue, "task_id", id,
-		"error", "every reply timed out", "attempts", archiveAttempts)
+		"error", "every reply timed out", "attempts", lostReplyAttempts)
 	return false
-}
-
-// timedOut reports whether err is a reply that did not come in time: the
-// command may have run.
-func timedOut(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (g *Guard) told(queue, reason, from, id, detail string) {

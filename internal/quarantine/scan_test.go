@@ -38,6 +38,7 @@ func TestPinnedScripts(t *testing.T) {
 }
 
 type fixture struct {
+	srv   *redistest.Server
 	rdb   *redis.Client
 	g     *Guard
 	queue string
@@ -48,7 +49,7 @@ func setup(t *testing.T, queue string) *fixture {
 	s := redistest.Start(t)
 	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
 	t.Cleanup(func() { _ = rdb.Close() })
-	return &fixture{rdb: rdb, g: New(Options{MaxPayloadBytes: 1024, Logger: discardLogger()}), queue: queue}
+	return &fixture{srv: s, rdb: rdb, g: New(Options{MaxPayloadBytes: 1024, Logger: discardLogger()}), queue: queue}
 }
 
 // enqueue adds a task with asynq's own client and returns its ID.

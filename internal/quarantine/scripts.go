@@ -143,10 +143,20 @@ return {false, false, oversized, aside}
 // one; a task that would pass the budget goes back to the head of the
 // line). An oversized task is taken only by a call that has taken nothing
 // else, and left active and leased for the Go side to archive, as
-// guardedDequeue does. ARGV[1..8] are guardedDequeue's. It returns
-// {{id, msg, id, msg, ...}, {oversized ids}, {set-aside ids}}, or nil when
-// the queue is paused, or empty with nothing set aside.
+// guardedDequeue does. ARGV[1..8] are guardedDequeue's.
+//
+// ARGV[11] is the caller's receipt key ("" for none), ARGV[12] this call's
+// token and ARGV[13] the receipt's lifetime in ms: the call records the
+// IDs it took there ("<token> <id> <id> ..."), so that a caller whose
+// reply is lost can claim them (claimBatch), and it does nothing when the
+// receipt says "void <token>" (claimBatch ran first: the caller gave up on
+// this call).
+//
+// It returns {{id, msg, id, msg, ...}, {oversized ids}, {set-aside ids}},
+// or nil when the queue is paused, or empty with nothing set aside.
 var guardedDequeueBatch = redis.NewScript(luaLib + `
+local receipt, token = ARGV[11], ARGV[12]
+if receipt ~= "" and redis.call("GET", receipt) == "void " .. token then return nil end
 if redis.call("EXISTS", KEYS[2]) == 1 then return nil end
 local qp = string.sub(ARGV[2], 1, -3)
 local limit = tonumber(ARGV[3])
@@ -186,8 +196,37 @@ for i = 1, want + 8 do
 		bytes = bytes + n
 	end
 end
+if #got > 0 and receipt ~= "" then
+	local rec = {token}
+	for i = 1, #got, 2 do table.insert(rec, got[i]) end
+	redis.call("SET", receipt, table.concat(rec, " "), "PX", ARGV[13])
+end
 if #got == 0 and #oversized == 0 and #aside == 0 then return nil end
 return {got, oversized, aside}
+`)
+
+// claimBatch answers a batched dequeue whose reply was lost: KEYS[1] is the
+// caller's receipt key, KEYS[2] asynq's lease set; ARGV the call's token, a
+// lease expiry, the task key prefix and the receipt's lifetime in ms. When
+// the call ran, it returns {id, msg, ...} for each task it took that is
+// still leased (recovery has not moved it), each leased anew; a repeated
+// claim returns them again. When it has not run, it voids the token, so
+// that the call, should it still arrive, takes nothing, and returns nil.
+var claimBatch = redis.NewScript(`
+local v = redis.call("GET", KEYS[1])
+if not v or string.match(v, "^%S+") ~= ARGV[1] then
+	redis.call("SET", KEYS[1], "void " .. ARGV[1], "PX", ARGV[4])
+	return nil
+end
+local out = {}
+for id in string.gmatch(string.sub(v, #ARGV[1] + 2), "%S+") do
+	if redis.call("ZSCORE", KEYS[2], id) then
+		redis.call("ZADD", KEYS[2], ARGV[2], id)
+		table.insert(out, id)
+		table.insert(out, redis.call("HGET", ARGV[3] .. id, "msg"))
+	end
+end
+return out
 `)
 
 // guardedListLeaseExpired is asynq's listing of lease-expired tasks with
