@@ -59,7 +59,7 @@ func TestQuickRunReportsEveryFigureForBothSides(t *testing.T) {
 		"enqueue_direct", "enqueue_outbox_memory", "enqueue_outbox_file",
 		"outbox_replay_memory", "outbox_replay_file",
 	}
-	nonNegative := []string{"drain_c10_cpu_s_per_1k", "idle_cpu_pct", "down_cpu_pct", "down_cpu_first_s_pct"}
+	nonNegative := []string{"drain_c10_cpu_s_per_1k", "drain_c10_redis_cpu_s_per_1k", "idle_cpu_pct", "down_cpu_pct", "down_cpu_first_s_pct"}
 	for _, key := range append(positive, nonNegative...) {
 		row := rep.row(key)
 		require.NotNil(t, row, "figure %s missing", key)

@@ -79,6 +79,7 @@ func (h *harness) drain(ctx context.Context, side string, c int) error {
 	h.add(side, fmt.Sprintf("drain_c%d_lifetime_s", c), ch.lifetime().Seconds())
 	h.add(side, fmt.Sprintf("drain_c%d_tasks_per_s", c), tps)
 	h.add(side, fmt.Sprintf("drain_c%d_cpu_s_per_1k", c), cpu)
+	h.add(side, fmt.Sprintf("drain_c%d_redis_cpu_s_per_1k", c), w.cpu()/float64(n)*1000)
 	h.add(side, fmt.Sprintf("drain_c%d_commands_per_task", c), cpt)
 	h.add(side, fmt.Sprintf("drain_c%d_scripts_per_task", c), float64(scriptCalls(cmds))/float64(n))
 	h.add(side, fmt.Sprintf("drain_c%d_peak_rss_mb", c), mb(hwm))
@@ -86,8 +87,8 @@ func (h *harness) drain(ctx context.Context, side string, c int) error {
 		h.add(side, fmt.Sprintf("drain_c%d_log_bytes_per_task", c), float64(ch.logBytes())/float64(n))
 	}
 	h.breakdown(side, fmt.Sprintf("drain c=%d, calls per task", c), perUnit(cmds, float64(n)))
-	h.logf("%-8s drain c=%-3d %8.0f tasks/s  %.3f CPU s/1k  %.2f cmds/task  peak RSS %.1f MB",
-		side, c, tps, cpu, cpt, mb(hwm))
+	h.logf("%-8s drain c=%-3d %8.0f tasks/s  %.3f CPU s/1k  Redis %.3f CPU s/1k  %.2f cmds/task  peak RSS %.1f MB",
+		side, c, tps, cpu, w.cpu()/float64(n)*1000, cpt, mb(hwm))
 	return nil
 }
 

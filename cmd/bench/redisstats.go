@@ -72,18 +72,46 @@ func perUnit(m map[string]int64, d float64) map[string]float64 {
 	return out
 }
 
-// statsWindow snapshots INFO commandstats; end returns the commands since.
+// redisCPU reads INFO cpu: the CPU seconds the server has used, user and
+// system.
+func redisCPU(ctx context.Context, rdb *redis.Client) (float64, error) {
+	s, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, fmt.Errorf("INFO cpu: %w", err)
+	}
+	var sum float64
+	for _, line := range strings.Split(s, "\n") {
+		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (name == "used_cpu_user" || name == "used_cpu_sys") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("INFO cpu: %s: %w", name, err)
+			}
+			sum += f
+		}
+	}
+	return sum, nil
+}
+
+// statsWindow snapshots INFO commandstats and the server's CPU; end returns
+// the commands since, and cpu the server's CPU seconds from open to end.
+// The INFO cpu calls fall outside the counted commands.
 type statsWindow struct {
-	rdb    *redis.Client
-	before map[string]int64
+	rdb              *redis.Client
+	before           map[string]int64
+	cpuBefore, cpuIn float64
 }
 
 func openWindow(ctx context.Context, rdb *redis.Client) (*statsWindow, error) {
+	c, err := redisCPU(ctx, rdb)
+	if err != nil {
+		return nil, err
+	}
 	b, err := commandStats(ctx, rdb)
 	if err != nil {
 		return nil, err
 	}
-	return &statsWindow{rdb: rdb, before: b}, nil
+	return &statsWindow{rdb: rdb, before: b, cpuBefore: c}, nil
 }
 
 func (w *statsWindow) end(ctx context.Context) (map[string]int64, error) {
@@ -91,8 +119,16 @@ func (w *statsWindow) end(ctx context.Context) (map[string]int64, error) {
 	if err != nil {
 		return nil, err
 	}
+	c, err := redisCPU(ctx, w.rdb)
+	if err != nil {
+		return nil, err
+	}
+	w.cpuIn = c - w.cpuBefore
 	return commandsDelta(w.before, a), nil
 }
+
+// cpu is the server's CPU seconds within the window, once it has ended.
+func (w *statsWindow) cpu() float64 { return w.cpuIn }
 
 func redisVersion(ctx context.Context, rdb *redis.Client) string {
 	s, err := rdb.Info(ctx, "server").Result()

@@ -94,6 +94,7 @@ func rowSpecs(o options) []rowSpec {
 		specs = append(specs,
 			rowSpec{key: k("tasks_per_s"), label: fmt.Sprintf("drain c=%d", c), unit: "tasks/s", better: "higher"},
 			rowSpec{key: k("cpu_s_per_1k"), label: "  worker CPU", unit: "CPU s/1k tasks", better: "lower"},
+			rowSpec{key: k("redis_cpu_s_per_1k"), label: "  Redis CPU (start to stop)", unit: "CPU s/1k tasks", better: "lower"},
 			rowSpec{key: k("commands_per_task"), label: "  Redis commands", unit: "cmds/task", better: "lower"},
 			rowSpec{key: k("scripts_per_task"), label: "  of which scripts", unit: "scripts/task", better: "lower"},
 			rowSpec{key: k("peak_rss_mb"), label: "  peak RSS", unit: "MB", better: "lower"},
