@@ -126,6 +126,10 @@ type fetchClient struct {
 	// batch answers the dequeues with batches, shared by every fetcher;
 	// nil with worker.dequeue_batch 1 (batchdequeue.go).
 	batch *batcher
+	// completer runs the completion scripts, which the queue guard does
+	// not replace: the autopipeliner or the client without the guard's
+	// wrapper, so that the call that ends each task runs fewer frames deep.
+	completer redis.Cmdable
 	// receipt names this fetcher's batch receipt: the batcher's owner and
 	// the fetcher's index.
 	receipt string
@@ -199,6 +203,11 @@ func (f *fetchClient) EvalSha(ctx context.Context, sha string, keys []string, ar
 	if !f.isDequeue(sha, keys) {
 		if cmd := f.skipRecovery(ctx, sha); cmd != nil {
 			return cmd
+		}
+		if completionScripts[sha] && f.completer != nil {
+			return f.completion(ctx, func(ctx context.Context) *redis.Cmd {
+				return f.completer.EvalSha(ctx, sha, keys, args...)
+			})
 		}
 		run := func(ctx context.Context) *redis.Cmd {
 			if f.pipe != nil {
