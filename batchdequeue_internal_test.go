@@ -99,6 +99,24 @@ func TestBatcherCorrectsItsCount(t *testing.T) {
 	require.Zero(t, e.b.busy.Load(), "never negative")
 }
 
+// A slot counts as free once its handler returns, while asynq still marks
+// the task done: a batch taken then holds a task for it.
+func TestBatcherFreesASlotWhenItsHandlerReturns(t *testing.T) {
+	t.Parallel()
+	e := batchSetup(t, 1, 3)
+	e.b.busy.Store(1) // the dequeue that handed the task out
+	var during int64
+	h := e.b.track(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		during = e.b.busy.Load()
+		return nil
+	}))
+	ctx, cancel := context.WithCancel(context.Background()) // asynq ends it after marking the task done
+	defer cancel()
+	require.NoError(t, h.ProcessTask(ctx, asynq.NewTask("x", nil)))
+	require.EqualValues(t, 1, during, "busy while the handler runs")
+	require.Zero(t, e.b.busy.Load(), "free once the handler returned, before the task's context ends")
+}
+
 // A task held for heldMax goes back to its queue on its own, well before
 // its lease could expire.
 func TestBatcherReturnsStaleTasks(t *testing.T) {
