@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -259,9 +258,18 @@ func TestReloadQueueWeights(t *testing.T) {
 	e.waitCount(t, 200, 30*time.Second)
 	e.rec.mu.Lock()
 	defer e.rec.mu.Unlock()
-	firstLow := slices.Index(e.rec.order, "low")
-	// Each fetcher may hold one dequeue it began before critical ran out.
-	require.GreaterOrEqual(t, firstLow, 100-2, "first low task started at position %d: %v", firstLow, e.rec.order[:20])
+	// The first 98 tasks are critical, but for one stray low task per
+	// fetcher: a fetcher whose round was in flight at the unpause may have
+	// found critical still paused and low no longer (seen once in CI, at
+	// position 0), and each may hold one dequeue it began before critical ran
+	// out. Without the reload, low's 100 tasks would all come first.
+	lows := 0
+	for _, q := range e.rec.order[:100-2] {
+		if q == "low" {
+			lows++
+		}
+	}
+	require.LessOrEqual(t, lows, 2, "low tasks among the first 98: %d; the first 20: %v", lows, e.rec.order[:20])
 }
 
 // A reload of log.level reaches asynq's own lines: at warn the runtime logs
