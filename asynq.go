@@ -128,9 +128,9 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 	for i, c := range serverConfigs(base, w.Fetchers, q.hub != nil) {
 		fc := newFetchClient(q.guard.Client(rdb), q.hub, q.guard.Pipe(pipe), q.halt, queues, notifyWait, log.With("component", "queue"))
 		fc.syncBound, fc.await = syncBound(cfg.Redis), await
-		fc.completer = pipe
-		if pipe == nil {
-			fc.completer = rdb
+		fc.completer = rdb // without the guard's wrapper: see fetchClient.completer
+		if pipe != nil {
+			fc.completer = pipe
 		}
 		fc.rounds.order = &q.order
 		if q.batch != nil {

@@ -126,9 +126,10 @@ type fetchClient struct {
 	// batch answers the dequeues with batches, shared by every fetcher;
 	// nil with worker.dequeue_batch 1 (batchdequeue.go).
 	batch *batcher
-	// completer runs the completion scripts, which the queue guard does
-	// not replace: the autopipeliner or the client without the guard's
-	// wrapper, so that the call that ends each task runs fewer frames deep.
+	// completer runs the completion scripts: pipe, else the client; the
+	// queue sets the autopipeliner or client without the guard's wrapper,
+	// which never replaces these scripts, so that the call that ends each
+	// task runs fewer frames deep.
 	completer redis.Cmdable
 	// receipt names this fetcher's batch receipt: the batcher's owner and
 	// the fetcher's index.
@@ -157,7 +158,12 @@ func newFetchClient(rdb redis.UniversalClient, hub *wakeHub, pipe redis.Cmdable,
 	for _, q := range queues {
 		keys[pendingKey(q)] = true
 	}
-	return &fetchClient{UniversalClient: rdb, hub: hub, pipe: pipe, halt: halt, keys: keys, idle: idle, log: log}
+	f := &fetchClient{UniversalClient: rdb, hub: hub, pipe: pipe, halt: halt, keys: keys, idle: idle, log: log,
+		completer: rdb}
+	if pipe != nil {
+		f.completer = pipe
+	}
+	return f
 }
 
 // standbyWhileDown returns a standby func over the monitor's ready and
@@ -204,21 +210,15 @@ func (f *fetchClient) EvalSha(ctx context.Context, sha string, keys []string, ar
 		if cmd := f.skipRecovery(ctx, sha); cmd != nil {
 			return cmd
 		}
-		if completionScripts[sha] && f.completer != nil {
+		if completionScripts[sha] {
 			return f.completion(ctx, func(ctx context.Context) *redis.Cmd {
 				return f.completer.EvalSha(ctx, sha, keys, args...)
 			})
 		}
-		run := func(ctx context.Context) *redis.Cmd {
-			if f.pipe != nil {
-				return f.pipe.EvalSha(ctx, sha, keys, args...)
-			}
-			return f.UniversalClient.EvalSha(ctx, sha, keys, args...)
+		if f.pipe != nil {
+			return f.pipe.EvalSha(ctx, sha, keys, args...)
 		}
-		if completionScripts[sha] {
-			return f.completion(ctx, run)
-		}
-		return run(ctx)
+		return f.UniversalClient.EvalSha(ctx, sha, keys, args...)
 	}
 	if f.standby != nil {
 		f.standby(f.halt)

@@ -245,7 +245,7 @@ func (g *Guard) DequeueBatch(ctx context.Context, c scripter, keys []string, arg
 	queue := queueOf(keys[0])
 	receipt, token := "", ""
 	if owner != "" {
-		receipt, token = receiptKey(queue, owner), "t"+strconv.FormatUint(g.tokens.Add(1), 36)
+		receipt, token = receiptKey(queue, owner), g.nextToken()
 	}
 	argv := append(append([]any{args[0], args[1], g.limit}, g.archiveArgs()...), max(n, 1), g.limit,
 		receipt, token, receiptTTL.Milliseconds())
@@ -277,7 +277,7 @@ func (g *Guard) DequeueBatch(ctx context.Context, c scripter, keys []string, arg
 			return out, nil
 		}
 		if receipt != "" { // the next call needs a token of its own
-			token = "t" + strconv.FormatUint(g.tokens.Add(1), 36)
+			token = g.nextToken()
 			argv[len(argv)-2] = token
 		}
 	}
@@ -301,24 +301,26 @@ func receiptKey(queue, owner string) string {
 // the tasks, if any, wait for lease recovery, as before.
 func (g *Guard) claim(ctx context.Context, c scripter, queue string, args []any, receipt, token string, err error) ([]any, error) {
 	keys := []string{receipt, queuePrefix(queue) + "lease"}
-	for range lostReplyAttempts {
+	for attempt := 1; ; attempt++ {
 		res, cerr := claimBatch.Run(ctx, c, keys, token, args[0], args[1], receiptTTL.Milliseconds()).Slice()
 		switch {
 		case cerr == redis.Nil:
 			return nil, err // the call never ran, and now never will
 		case cerr == nil:
 			return []any{res, []any{}, []any{}}, nil
+		case ctx.Err() == nil && connerr.TimedOut(cerr) && attempt < lostReplyAttempts:
+			continue
 		case ctx.Err() != nil || !connerr.TimedOut(cerr):
 			err = cerr
-		default:
-			continue
 		}
-		break
+		g.log.Warn("batched dequeue: a reply was lost and the batch could not be claimed; lease recovery will return its tasks",
+			"queue", queue, "error", err)
+		return nil, err
 	}
-	g.log.Warn("batched dequeue: a reply was lost and the batch could not be claimed; lease recovery will return its tasks",
-		"queue", queue, "error", err)
-	return nil, err
 }
+
+// nextToken names one batched dequeue call; tokens never read "void".
+func (g *Guard) nextToken() string { return "t" + strconv.FormatUint(g.tokens.Add(1), 36) }
 
 func (g *Guard) listLeaseExpired(ctx context.Context, c scripter, keys []string, args []any) *redis.Cmd {
 	queue := queueOf(keys[0])

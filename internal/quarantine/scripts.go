@@ -104,9 +104,9 @@ end
 // its own, because archiving copies the whole msg and can be slow, and a
 // lease recovery archives it should that call fail.
 // KEYS are asynq's; ARGV[1] and ARGV[2] are asynq's, ARGV[3] the msg size
-// limit, ARGV[4..8] the archive settings (see archcfg; now is used). It returns {id or false, msg or false, {oversized ids},
-// {set-aside ids}}, or nil when the queue is paused, or empty with nothing
-// set aside.
+// limit, ARGV[4..8] the archive settings (see archcfg; now is used). It
+// returns {id or false, msg or false, {oversized ids}, {set-aside ids}}, or
+// nil when the queue is paused, or empty with nothing set aside.
 var guardedDequeue = redis.NewScript(luaLib + `
 if redis.call("EXISTS", KEYS[2]) == 1 then return nil end
 local qp = string.sub(ARGV[2], 1, -3)
