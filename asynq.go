@@ -58,6 +58,8 @@ type queue struct {
 	// batch answers the fetchers' dequeues with batches (batchdequeue.go);
 	// nil with worker.dequeue_batch 1.
 	batch *batcher
+	// acks sends the fetchers' acknowledgements of successes (acks.go).
+	acks *acker
 	// logLevel is log.level for asynq's own lines (asynqLogger.min); a
 	// reload sets it.
 	logLevel slog.LevelVar
@@ -125,13 +127,15 @@ func newQueue(rdb redis.UniversalClient, cfg Config, log *slog.Logger, tr *traci
 			}
 		}
 	}
+	var completer redis.Cmdable = rdb // without the guard's wrapper: see fetchClient.completer
+	if pipe != nil {
+		completer = pipe
+	}
+	q.acks = newAcker(completer, w.Concurrency, syncBound(cfg.Redis), await, log.With("component", "queue"))
 	for i, c := range serverConfigs(base, w.Fetchers, q.hub != nil) {
 		fc := newFetchClient(q.guard.Client(rdb), q.hub, q.guard.Pipe(pipe), q.halt, queues, notifyWait, log.With("component", "queue"))
 		fc.syncBound, fc.await = syncBound(cfg.Redis), await
-		fc.completer = rdb // without the guard's wrapper: see fetchClient.completer
-		if pipe != nil {
-			fc.completer = pipe
-		}
+		fc.completer, fc.acks = completer, q.acks
 		fc.rounds.order = &q.order
 		if q.batch != nil {
 			fc.batch, fc.receipt = q.batch, q.batch.owner+"-"+strconv.Itoa(i)
@@ -186,6 +190,7 @@ func (q *queue) start(handler asynq.Handler) error {
 	if q.batch != nil {
 		handler = q.batch.track(handler)
 	}
+	q.acks.start()
 	for i, s := range q.servers {
 		if err := s.Start(handler); err != nil {
 			q.shutdownServers(q.servers[:i])

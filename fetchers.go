@@ -76,6 +76,7 @@ func (q *queue) shutdownServers(servers []*asynq.Server) {
 		q.batch.close() // held tasks back to their queues
 	}
 	parallel(servers, (*asynq.Server).Shutdown)
+	q.acks.close() // no acknowledgement can come after the servers' shutdown
 	if q.hub != nil {
 		q.hub.stop()
 	}
@@ -131,6 +132,9 @@ type fetchClient struct {
 	// which never replaces these scripts, so that the call that ends each
 	// task runs fewer frames deep.
 	completer redis.Cmdable
+	// acks sends the acknowledgements of successes behind asynq's back
+	// (acks.go), shared by every fetcher; nil runs them inline.
+	acks *acker
 	// receipt names this fetcher's batch receipt: the batcher's owner and
 	// the fetcher's index.
 	receipt string
@@ -211,6 +215,9 @@ func (f *fetchClient) EvalSha(ctx context.Context, sha string, keys []string, ar
 			return cmd
 		}
 		if completionScripts[sha] {
+			if f.acks != nil && successScripts[sha] && f.acks.submit(ctx, keys, args) {
+				return redis.NewCmdResult("OK", nil) // acks.go: on its way
+			}
 			return f.completion(ctx, func(ctx context.Context) *redis.Cmd {
 				return f.completer.EvalSha(ctx, sha, keys, args...)
 			})

@@ -200,7 +200,7 @@ func (g *Guard) archiveArgs() []any {
 const maxSetAsideRounds = 16
 
 func (g *Guard) dequeue(ctx context.Context, c scripter, keys []string, args []any) *redis.Cmd {
-	queue := queueOf(keys[0])
+	queue := QueueOf(keys[0])
 	argv := append([]any{args[0], args[1], g.limit}, g.archiveArgs()...)
 	for range maxSetAsideRounds {
 		res, err := guardedDequeue.Run(ctx, c, keys, argv...).Slice()
@@ -242,7 +242,7 @@ type Taken struct{ ID, Msg string }
 // call whose reply timed out is answered from it (see claim), so that a
 // Redis stall does not leave a batch leased to nobody until lease recovery.
 func (g *Guard) DequeueBatch(ctx context.Context, c scripter, keys []string, args []any, n int, owner string) ([]Taken, error) {
-	queue := queueOf(keys[0])
+	queue := QueueOf(keys[0])
 	receipt, token := "", ""
 	if owner != "" {
 		receipt, token = receiptKey(queue, owner), g.nextToken()
@@ -323,7 +323,7 @@ func (g *Guard) claim(ctx context.Context, c scripter, queue string, args []any,
 func (g *Guard) nextToken() string { return "t" + strconv.FormatUint(g.tokens.Add(1), 36) }
 
 func (g *Guard) listLeaseExpired(ctx context.Context, c scripter, keys []string, args []any) *redis.Cmd {
-	queue := queueOf(keys[0])
+	queue := QueueOf(keys[0])
 	argv := append(append([]any{args[0], args[1], g.limit}, g.archiveArgs()...), g.limit)
 	res, err := guardedListLeaseExpired.Run(ctx, c, keys, argv...).Slice()
 	if err != nil {
@@ -460,8 +460,8 @@ func (g *Guard) once(key string, level slog.Level, msg string, args ...any) {
 	}
 }
 
-// queueOf returns q from asynq's key "asynq:{q}:...".
-func queueOf(key string) string {
+// QueueOf returns q from asynq's key "asynq:{q}:...".
+func QueueOf(key string) string {
 	start := strings.IndexByte(key, '{')
 	end := strings.Index(key, "}:")
 	if start < 0 || end < start {
