@@ -8,7 +8,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/taskhost/taskhost/internal/connerr"
 	"github.com/taskhost/taskhost/internal/quarantine"
 )
 
@@ -168,46 +167,17 @@ func (a *acker) run() {
 
 // deliver sends x until it lands, its lease ends or close's grace does.
 func (a *acker) deliver(x ack) {
-	var cmd *redis.Cmd
-	for attempt := 0; ; attempt++ {
-		if !time.Now().Before(x.lease) {
-			// Past the lease the recoverer may have given the task to
-			// another worker, from under which a late ack would remove it.
-			a.lost(x, context.DeadlineExceeded)
-			return
-		}
-		if attempt == 0 {
-			cmd = ackScript.Run(a.ctx, a.rdb, x.keys, x.args...)
-		} else {
-			ctx, cancel := context.WithDeadline(a.ctx, earliest(x.lease, time.Now().Add(a.bound)))
-			cmd = settled(ctx, ackScript.Run(ctx, a.rdb, x.keys, x.args...))
-			cancel()
-		}
-		err := cmd.Err()
-		switch {
-		case err == nil:
-			return
-		case !connerr.Down(err) && a.ctx.Err() == nil:
-			a.lost(x, err) // NOT FOUND: the task is no longer active
-			return
-		case !a.wait(x.lease):
-			a.lost(x, err)
-			return
-		}
+	if !time.Now().Before(x.lease) {
+		// Past the lease the recoverer may have given the task to another
+		// worker, from under which a late ack would remove it.
+		a.lost(x, context.DeadlineExceeded)
+		return
 	}
-}
-
-// wait pauses before another attempt: completionRetry, less when Redis
-// becomes ready; false when the lease or close's grace ends first.
-func (a *acker) wait(lease time.Time) bool {
-	ctx, cancel := context.WithDeadline(a.ctx, earliest(lease, time.Now().Add(completionRetry)))
-	defer cancel()
-	if a.await != nil {
-		a.await(ctx)
-	} else {
-		<-ctx.Done()
+	run := func(ctx context.Context) *redis.Cmd { return ackScript.Run(ctx, a.rdb, x.keys, x.args...) }
+	cmd := retryWhileDown(a.ctx, a.ctx.Done(), x.lease, a.bound, a.await, run(a.ctx), run)
+	if err := cmd.Err(); err != nil {
+		a.lost(x, err) // NOT FOUND: the task is no longer active; else Redis did not answer in time
 	}
-	return a.ctx.Err() == nil && time.Now().Before(lease)
 }
 
 // lost reports an acknowledgement given up on: its task runs again once its

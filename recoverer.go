@@ -125,11 +125,21 @@ func (f *fetchClient) completion(ctx context.Context, run func(context.Context) 
 	if !hasLease || f.syncBound <= 0 {
 		return cmd
 	}
+	return retryWhileDown(context.WithoutCancel(ctx), f.halt, lease, f.syncBound, f.await, cmd, run)
+}
+
+// retryWhileDown retries a completion (run) whose last try (cmd) failed
+// because Redis cannot serve: every completionRetry, and as soon as await
+// reports Redis ready, until it gets an answer, the lease ends or stop
+// closes. Each try runs on base, bounded by bound and the lease; one
+// answered "NOT FOUND" counts as done (settled). It returns the last try.
+func retryWhileDown(base context.Context, stop <-chan struct{}, lease time.Time, bound time.Duration,
+	await func(context.Context) bool, cmd *redis.Cmd, run func(context.Context) *redis.Cmd) *redis.Cmd {
 	for connerr.Down(cmd.Err()) {
-		if !f.waitRetry(ctx, lease) {
+		if !waitRetry(base, stop, lease, await) {
 			return cmd
 		}
-		rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), earliest(lease, time.Now().Add(f.syncBound)))
+		rctx, cancel := context.WithDeadline(base, earliest(lease, time.Now().Add(bound)))
 		cmd = settled(rctx, run(rctx))
 		cancel()
 	}
@@ -140,24 +150,23 @@ func (f *fetchClient) completion(ctx context.Context, run func(context.Context) 
 // while Redis cannot serve; a move to ready ends it early.
 const completionRetry = 250 * time.Millisecond
 
-// waitRetry waits completionRetry, or less when the monitor reports Redis
-// ready. It returns false when the lease ends or fetching stops first.
-func (f *fetchClient) waitRetry(ctx context.Context, lease time.Time) bool {
-	until := earliest(lease, time.Now().Add(completionRetry))
-	wctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), until)
+// waitRetry waits completionRetry, or less when await reports Redis
+// ready. It returns false when the lease ends or stop closes first.
+func waitRetry(base context.Context, stop <-chan struct{}, lease time.Time, await func(context.Context) bool) bool {
+	wctx, cancel := context.WithDeadline(base, earliest(lease, time.Now().Add(completionRetry)))
 	defer cancel()
-	if f.await != nil {
-		f.await(wctx)
+	if await != nil {
+		await(wctx)
 	}
 	select {
-	case <-f.halt:
+	case <-stop:
 		return false
 	default:
 	}
-	if f.await == nil {
+	if await == nil {
 		select {
 		case <-wctx.Done():
-		case <-f.halt:
+		case <-stop:
 			return false
 		}
 	}
