@@ -78,8 +78,12 @@ type Guard struct {
 	kick   chan struct{} // a scan is wanted now (a recovery failed)
 	tokens atomic.Uint64 // the last batched dequeue's token
 	mu     sync.Mutex
-	counts map[string]int64     // quarantined tasks by queue, as last read
-	totals map[[2]string]uint64 // tasks set aside or archived by queue and reason
+	counts map[string]int64 // quarantined tasks by queue, as last read
+	// recounts counts, by queue, the sizes read right after a set-aside
+	// (counted): a periodic read begun before one of them is older and is
+	// dropped (refreshCounts).
+	recounts map[string]uint64
+	totals   map[[2]string]uint64 // tasks set aside or archived by queue and reason
 }
 
 // New returns a Guard.
@@ -95,7 +99,7 @@ func New(opts Options) *Guard {
 		log:    opts.Logger.With("component", "queue"),
 		now:    time.Now,
 		kick:   make(chan struct{}, 1),
-		counts: map[string]int64{},
+		counts: map[string]int64{}, recounts: map[string]uint64{},
 		totals: map[[2]string]uint64{},
 	}
 }
@@ -211,7 +215,7 @@ func (g *Guard) dequeue(ctx context.Context, c scripter, keys []string, args []a
 			return redis.NewCmdResult(nil, fmt.Errorf("queue guard: unexpected reply of the dequeue script: %d items", len(res)))
 		}
 		g.archiveAll(ctx, c, queue, "pending", res[2])
-		g.report(queue, ReasonMissing, "pending", res[3])
+		g.report(ctx, c, queue, ReasonMissing, "pending", res[3])
 		id, _ := res[0].(string)
 		msg, _ := res[1].(string)
 		if id == "" {
@@ -261,7 +265,7 @@ func (g *Guard) DequeueBatch(ctx context.Context, c scripter, keys []string, arg
 			return nil, fmt.Errorf("queue guard: unexpected reply of the batched dequeue script: %d items", len(res))
 		}
 		g.archiveAll(ctx, c, queue, "pending", res[1])
-		g.report(queue, ReasonMissing, "pending", res[2])
+		g.report(ctx, c, queue, ReasonMissing, "pending", res[2])
 		pairs, _ := res[0].([]any)
 		out := make([]Taken, 0, len(pairs)/2)
 		for i := 0; i+1 < len(pairs); i += 2 {
@@ -336,7 +340,7 @@ func (g *Guard) listLeaseExpired(ctx context.Context, c scripter, keys []string,
 		return redis.NewCmdResult(nil, fmt.Errorf("queue guard: unexpected reply of the lease script: %d items", len(res)))
 	}
 	g.archiveAll(ctx, c, queue, "active", res[1])
-	g.report(queue, ReasonMissing, "active", res[2])
+	g.report(ctx, c, queue, ReasonMissing, "active", res[2])
 	pairs, _ := res[0].([]any)
 	out := make([]any, 0, len(pairs)/2)
 	for i := 0; i+1 < len(pairs); i += 2 {
@@ -360,21 +364,35 @@ func (g *Guard) setAside(ctx context.Context, c scripter, queue, id, reason, det
 			"reason", reason, "error", err)
 		return false
 	}
-	if n == 1 {
+	if n > 0 {
 		g.told(queue, reason, from, id, detail)
+		g.counted(queue, int64(n))
 	}
-	return n == 1
+	return n > 0
 }
 
 // report logs and counts the tasks a script set aside because their hash
 // has no msg.
-func (g *Guard) report(queue, reason, from string, ids any) {
+func (g *Guard) report(ctx context.Context, c scripter, queue, reason, from string, ids any) {
 	list, _ := ids.([]any)
 	for _, v := range list {
 		if id, ok := v.(string); ok {
 			g.told(queue, reason, from, id, "the hash has no msg")
 		}
 	}
+	if len(list) > 0 {
+		if n, err := quarantineSize.Run(ctx, c, []string{queuePrefix(queue)}).Int64(); err == nil {
+			g.counted(queue, n)
+		}
+	}
+}
+
+// counted records the size of queue's quarantine, read after a set-aside.
+func (g *Guard) counted(queue string, n int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.counts[queue] = n
+	g.recounts[queue]++
 }
 
 // archiveAll archives the oversized tasks a script found (ids, a reply's
@@ -426,8 +444,6 @@ func (g *Guard) told(queue, reason, from, id, detail string) {
 	g.mu.Lock()
 	if reason == ReasonOversized {
 		msg = "oversized task archived without being read"
-	} else {
-		g.counts[queue]++
 	}
 	g.totals[[2]string{queue, reason}]++
 	g.mu.Unlock()

@@ -259,6 +259,12 @@ func randomToken() string {
 
 // refreshCounts reads the size of each queue's quarantine.
 func (g *Guard) refreshCounts(ctx context.Context, rdb redis.UniversalClient, queues []string) {
+	g.mu.Lock()
+	recounts := make([]uint64, len(queues))
+	for i, q := range queues {
+		recounts[i] = g.recounts[q]
+	}
+	g.mu.Unlock()
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.IntCmd, len(queues))
 	for i, q := range queues {
@@ -270,12 +276,15 @@ func (g *Guard) refreshCounts(ctx context.Context, rdb redis.UniversalClient, qu
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for i, q := range queues {
-		g.counts[q] = cmds[i].Val()
+		if g.recounts[q] == recounts[i] { // else a set-aside read it since
+			g.counts[q] = cmds[i].Val()
+		}
 	}
 }
 
 // Quarantined returns the number of quarantined tasks by queue, as last
-// read or counted, for the queues that hold any.
+// read (by the scan loop, and after each set-aside), for the queues that
+// hold any.
 func (g *Guard) Quarantined() map[string]int64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -150,3 +150,35 @@ func TestRunHoldsFleetLock(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// Quarantined gives the size of each queue's quarantine as Redis holds it,
+// read with each set-aside, so that it counts the tasks other workers set
+// aside, and a periodic read that raced a set-aside cannot count it twice
+// (it once did: TestPoisonNextToOrphan saw 3 for 2).
+func TestQuarantinedCountsWhatRedisHolds(t *testing.T) {
+	t.Parallel()
+	f := setup(t, "counts")
+	ctx := context.Background()
+	other := New(Options{MaxPayloadBytes: 1024, Logger: discardLogger()}) // another worker
+	for range 2 {
+		id := f.enqueue(t, []byte("x"))
+		require.NoError(t, f.rdb.HSet(ctx, f.key(id), "msg", "garbage").Err())
+	}
+	require.NoError(t, other.ScanQueue(ctx, f.rdb, f.queue, true, func(Finding) {}))
+	require.Equal(t, map[string]int64{f.queue: 2}, other.Quarantined())
+	require.Empty(t, f.g.Quarantined(), "not read yet")
+
+	garbage := f.enqueue(t, []byte("y"))
+	require.NoError(t, f.rdb.HSet(ctx, f.key(garbage), "msg", "garbage").Err())
+	keys, args := f.dequeueArgs()
+	require.ErrorIs(t, f.g.dequeue(ctx, f.rdb, keys, args).Err(), redis.Nil)
+	require.Equal(t, map[string]int64{f.queue: 3}, f.g.Quarantined(), "set aside by the dequeue (moveAside)")
+
+	missing := f.enqueue(t, []byte("z"))
+	require.NoError(t, f.rdb.HDel(ctx, f.key(missing), "msg").Err())
+	require.ErrorIs(t, f.g.dequeue(ctx, f.rdb, keys, args).Err(), redis.Nil)
+	require.Equal(t, map[string]int64{f.queue: 4}, f.g.Quarantined(), "set aside inside the dequeue script (report)")
+
+	f.g.refreshCounts(ctx, f.rdb, []string{f.queue})
+	require.Equal(t, map[string]int64{f.queue: 4}, f.g.Quarantined())
+}

@@ -263,7 +263,8 @@ return {res, oversized, aside}
 // moveAside sets one task aside when its msg still has the length seen
 // (-1: the hash does not exist): KEYS[1] is asynq's queue prefix key
 // "asynq:{q}:" (declared for the slot), ARGV id, reason, now, length seen.
-// It returns 1 when moved, 0 when the task changed meanwhile.
+// It returns the size of the queue's quarantine after the move, 0 when the
+// task changed meanwhile and was not moved.
 var moveAside = redis.NewScript(luaLib + `
 local key = KEYS[1] .. "t:" .. ARGV[1]
 local seen = tonumber(ARGV[4])
@@ -273,7 +274,13 @@ elseif redis.call("HSTRLEN", key, "msg") ~= seen then
 	return 0
 end
 setaside(KEYS[1], ARGV[1], ARGV[2], ARGV[3], "")
-return 1
+return redis.call("ZCARD", (qkeys(KEYS[1])))
+`)
+
+// quarantineSize returns the size of a queue's quarantine: KEYS[1] is
+// asynq's queue prefix key "asynq:{q}:", for the slot.
+var quarantineSize = redis.NewScript(luaLib + `
+return redis.call("ZCARD", (qkeys(KEYS[1])))
 `)
 
 // archiveOversized archives one task when its msg is still larger than the
