@@ -136,11 +136,18 @@ type ackSetup struct {
 
 func setupAcks(t *testing.T) *ackSetup {
 	t.Helper()
+	s := setupAcksStopped(t)
+	s.acks.start()
+	return s
+}
+
+// setupAcksStopped is setupAcks with the acker's goroutines not started.
+func setupAcksStopped(t *testing.T) *ackSetup {
+	t.Helper()
 	s := &ackSetup{srv: redistest.Start(t), logs: &logBuffer{}}
 	s.c = quickClient(t, s.srv.Addr())
 	s.done = loadScript(t, s.c, "doneCmd")
 	s.acks = newAcker(s.c, 4, time.Second, nil, slog.New(slog.NewTextHandler(s.logs, nil)))
-	s.acks.start()
 	t.Cleanup(s.acks.close)
 	s.fc = newFetchClient(s.c, nil, nil, nil, []string{"q"}, time.Second, slog.New(slog.DiscardHandler))
 	s.fc.acks = s.acks
@@ -203,11 +210,12 @@ func TestAckAfterScriptFlush(t *testing.T) {
 // recoverer may have given the task to another worker. It is reported.
 func TestAckPastTheLeaseIsNotSent(t *testing.T) {
 	t.Parallel()
-	s := setupAcks(t)
-	s.srv.Pause()
-	require.NoError(t, s.ackDone(t, time.Now().Add(700*time.Millisecond)))
+	s := setupAcksStopped(t)
+	lease := time.Now().Add(100 * time.Millisecond)
+	require.NoError(t, s.ackDone(t, lease))
+	require.Eventually(t, func() bool { return time.Now().After(lease) }, 10*time.Second, 10*time.Millisecond)
+	s.acks.start()
 	require.Eventually(t, func() bool { return s.logs.count("could not acknowledge") == 1 }, 10*time.Second, 20*time.Millisecond)
-	s.srv.Resume()
 	require.Equal(t, []string{"one"}, s.active(t), "left to lease recovery")
 	require.Contains(t, s.logs.String(), "task_id=one")
 	require.Contains(t, s.logs.String(), "queue=q")
