@@ -129,6 +129,7 @@ type ackSetup struct {
 	c     *redis.Client
 	fc    *fetchClient
 	acks  *acker
+	sent  *countingPipe // the acker's tries by EVALSHA
 	logs  *logBuffer
 	done  string // asynq's done script, loaded
 	lease time.Time
@@ -147,7 +148,8 @@ func setupAcksStopped(t *testing.T) *ackSetup {
 	s := &ackSetup{srv: redistest.Start(t), logs: &logBuffer{}}
 	s.c = quickClient(t, s.srv.Addr())
 	s.done = loadScript(t, s.c, "doneCmd")
-	s.acks = newAcker(s.c, 4, time.Second, nil, slog.New(slog.NewTextHandler(s.logs, nil)))
+	s.sent = &countingPipe{Cmdable: s.c}
+	s.acks = newAcker(s.sent, 4, time.Second, nil, slog.New(slog.NewTextHandler(s.logs, nil)))
 	t.Cleanup(s.acks.close)
 	s.fc = newFetchClient(s.c, nil, nil, nil, []string{"q"}, time.Second, slog.New(slog.DiscardHandler))
 	s.fc.acks = s.acks
@@ -185,7 +187,8 @@ func TestAckDoesNotHoldTheSlot(t *testing.T) {
 	start := time.Now()
 	require.NoError(t, s.ackDone(t, s.lease))
 	returned := time.Since(start)
-	time.Sleep(time.Second) // longer than three attempts of the 300 ms client
+	require.Eventually(t, func() bool { return s.sent.count() >= 3 }, 10*time.Second, 10*time.Millisecond,
+		"three tries while Redis does not answer")
 	s.srv.Resume()
 	require.Less(t, returned, 250*time.Millisecond, "asynq's call waited for Redis")
 	require.Eventually(t, func() bool { return len(s.active(t)) == 0 }, 10*time.Second, 20*time.Millisecond,

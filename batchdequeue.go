@@ -51,10 +51,11 @@ type batcher struct {
 	wake func()
 
 	// busy counts the tasks handed to asynq whose handler has not
-	// returned; asynq frees the slot one round trip later, once the task is
-	// marked done. A task whose deadline passed before its handler ran is
-	// never seen ending; take corrects the count when a dequeue proves a
-	// slot free.
+	// returned; asynq frees the slot once the call that marks the task done
+	// returns (at once for a success, which the acker acknowledges; a round
+	// trip later for a failure). A task whose deadline passed before its
+	// handler ran is never seen ending; take corrects the count when a
+	// dequeue proves a slot free.
 	busy atomic.Int64
 
 	// sweeping is held while returnStale runs, so that close waits for it
@@ -244,9 +245,9 @@ func (b *batcher) requeue(ctx context.Context, ts []heldTask) {
 
 // track counts the tasks asynq runs: from the dequeue that handed one out
 // to the return of its handler. The slot is then finishing: asynq frees it
-// once the call that marks the task done returns, one round trip later, and
-// a batch taken meanwhile holds a task for it, which it gets without a
-// round trip of its own.
+// once the call that marks the task done returns (a round trip for a
+// failure; a success is handed to the acker), and a batch taken meanwhile
+// holds a task for it, which it gets without a round trip of its own.
 func (b *batcher) track(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		defer b.finished()

@@ -253,6 +253,12 @@ func (p *countingPipe) EvalSha(ctx context.Context, sha string, keys []string, a
 	return p.Cmdable.EvalSha(ctx, sha, keys, args...)
 }
 
+func (p *countingPipe) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.shas)
+}
+
 // With worker.autopipeline, asynq's scripts other than the dequeue go
 // through the autopipeliner; the dequeue, whose wait is per fetcher, does
 // not.
